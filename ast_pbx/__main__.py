@@ -1,0 +1,3 @@
+from ast_pbx.cli import main
+
+main()

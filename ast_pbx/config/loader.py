@@ -1,0 +1,141 @@
+"""Load a configuration: find its files, parse, expand, validate, merge, compile.
+
+The result carries every problem found on the way, never raises for bad input:
+`check` prints them, the commands that need a valid config refuse it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ast_pbx.config.compile import compile_config
+from ast_pbx.config.configuration import Config
+from ast_pbx.config.envexpand import expand_tree
+from ast_pbx.config.problems import Level, Problem, Where, error
+from ast_pbx.config.schema import validate
+from ast_pbx.config.yamlread import LMap, LSeq, ParsedFile, parse_bytes
+from ast_pbx.errors import UsageError
+
+LIST_SECTIONS = (
+    "phones",
+    "trunks",
+    "audio",
+    "playlists",
+    "menus",
+    "queues",
+    "rules",
+    "users",
+    "tests",
+)
+MAP_SECTIONS = ("system", "dialer", "transfer", "directory")
+YAML_SUFFIXES = (".yaml", ".yml")
+
+
+@dataclass
+class Loaded:
+    """A compiled config (always, however broken) and the problems found loading it."""
+
+    config: Config
+    files: tuple[str, ...]
+    problems: list[Problem] = field(default_factory=list)
+    # What was written, expanded, for checks that need more than the compiled model:
+    # each file, the list sections' items in order, and the mapping sections.
+    parsed: tuple[ParsedFile, ...] = ()
+    lists: dict[str, list[Any]] = field(default_factory=dict)
+    maps: dict[str, LMap] = field(default_factory=dict)
+
+    @property
+    def errors(self) -> list[Problem]:
+        return [p for p in self.problems if p.level is Level.ERROR]
+
+
+def config_files(path: str) -> list[str]:
+    """The YAML files of a config: the file itself, or every *.yaml/*.yml below a directory
+    in sorted path order. Hidden files and directories (.git, .pre-commit-config.yaml) are
+    not part of a config."""
+    if os.path.isfile(path):
+        return [path]
+    if not os.path.isdir(path):
+        raise UsageError(f"{path}: no such file or directory")
+    found: list[tuple[tuple[str, ...], str]] = []
+    for root, dirs, files in os.walk(path):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        rel_root = os.path.relpath(root, path)
+        parts = () if rel_root == "." else tuple(rel_root.split(os.sep))
+        found.extend(
+            ((*parts, name), os.path.join(root, name))
+            for name in files
+            if name.endswith(YAML_SUFFIXES) and not name.startswith(".")
+        )
+    if not found:
+        raise UsageError(f"{path}: no *.yaml or *.yml files in this directory")
+    return [full for _, full in sorted(found)]
+
+
+def read_file(path: str) -> ParsedFile:
+    try:
+        with open(path, "rb") as handle:
+            raw = handle.read()
+    except OSError as exc:
+        return ParsedFile(
+            path, None, [error(Where(path), "file-unreadable", exc.strerror or str(exc))]
+        )
+    return parse_bytes(raw, path)
+
+
+def load(path: str, env: Mapping[str, str] | None = None, *, need_env: bool = False) -> Loaded:
+    """Load the config at `path` (a directory or one file).
+
+    `need_env` makes an unset ${VAR} an error, for commands that would use its value.
+    """
+    files = config_files(path)
+    return load_files(files, os.environ if env is None else env, need_env=need_env)
+
+
+def load_files(files: Iterable[str], env: Mapping[str, str], *, need_env: bool = False) -> Loaded:
+    problems: list[Problem] = []
+    parsed: list[ParsedFile] = []
+    unset_level = Level.ERROR if need_env else Level.WARNING
+    for path in files:
+        result = read_file(path)
+        problems.extend(result.problems)
+        if result.data is not None:
+            problems.extend(expand_tree(result.data, env, unset_level))
+            problems.extend(validate(result.data, path))
+        parsed.append(result)
+    lists, maps, merge_problems = merge(parsed)
+    problems.extend(merge_problems)
+    names = tuple(p.path for p in parsed)
+    return Loaded(compile_config(lists, maps, names), names, problems, tuple(parsed), lists, maps)
+
+
+def merge(
+    parsed: Iterable[ParsedFile],
+) -> tuple[dict[str, list[Any]], dict[str, LMap], list[Problem]]:
+    """List sections concatenated in file order; a mapping section may appear only once."""
+    lists: dict[str, list[Any]] = {name: [] for name in LIST_SECTIONS}
+    maps: dict[str, LMap] = {}
+    first_at: dict[str, Where] = {}
+    problems: list[Problem] = []
+    for result in parsed:
+        if not isinstance(result.data, LMap):
+            continue
+        for name, value in result.data.items():
+            if name in LIST_SECTIONS and isinstance(value, LSeq):
+                lists[name].extend(value)
+            elif name in MAP_SECTIONS and isinstance(value, LMap):
+                where = result.data.key_at[name]
+                if name in maps:
+                    problems.append(
+                        error(
+                            where,
+                            "duplicate-section",
+                            f"section '{name}' appears again; first given at {first_at[name]}",
+                        )
+                    )
+                    continue
+                maps[name], first_at[name] = value, where
+    return lists, maps, problems

@@ -1,0 +1,252 @@
+"""Parse one YAML file into plain Python values that remember where they came from.
+
+The config language needs the line and column of every key and value so that
+each problem can point at it. ruamel's round-trip loader keeps positions but is
+pure Python and slow on large configs; instead the C parser composes nodes (which
+carry marks) and this module turns them into `LMap`/`LSeq` (dict/list subclasses,
+so JSON Schema validators accept them) plus position tables. Duplicate keys,
+unknown tags, recursive aliases and alias bombs become problems, never exceptions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from ruamel.yaml.cyaml import CSafeLoader
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+from ruamel.yaml.reader import ReaderError
+
+from ast_pbx.config.problems import Problem, Where, error
+
+# An alias may be expanded many times; past this many values in one file the
+# file is refused, so that a "billion laughs" document cannot exhaust memory.
+MAX_VALUES = 2_000_000
+
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+_STR_TAG = "tag:yaml.org,2002:str"
+# Dates and binaries have no meaning in the config language: keep their text.
+_TEXT_TAGS = {"tag:yaml.org,2002:timestamp", "tag:yaml.org,2002:binary"}
+
+
+class LMap(dict[str, Any]):
+    """A mapping that knows where it, each key and each value stand."""
+
+    __slots__ = ("key_at", "templated", "value_at", "where")
+
+    def __init__(self, where: Where) -> None:
+        super().__init__()
+        self.where = where
+        self.key_at: dict[str, Where] = {}
+        self.value_at: dict[str, Where] = {}
+        self.templated: set[str] = set()  # keys whose value came from ${VAR}
+
+
+class LSeq(list[Any]):
+    """A sequence that knows where it and each item stand."""
+
+    __slots__ = ("item_at", "where")
+
+    def __init__(self, where: Where) -> None:
+        super().__init__()
+        self.where = where
+        self.item_at: list[Where] = []
+
+
+def position_of(container: Any, key: str | int) -> Where | None:
+    """Where the value under `key` (a mapping key or a list index) stands, if known."""
+    if isinstance(container, LMap) and isinstance(key, str):
+        return container.value_at.get(key)
+    if isinstance(container, LSeq) and isinstance(key, int) and 0 <= key < len(container.item_at):
+        return container.item_at[key]
+    return None
+
+
+def key_position(container: Any, key: str) -> Where | None:
+    if isinstance(container, LMap):
+        return container.key_at.get(key)
+    return None
+
+
+@dataclass
+class ParsedFile:
+    path: str
+    data: Any = None  # the top-level value, an LMap when the file is well-formed
+    problems: list[Problem] = field(default_factory=list)
+
+
+def parse_text(text: str, path: str) -> ParsedFile:
+    """Parse YAML text; syntax errors become problems at their position."""
+    result = ParsedFile(path)
+    loader = CSafeLoader(text)
+    try:
+        node = loader.get_single_node()
+    except MarkedYAMLError as exc:
+        result.problems.append(_syntax_problem(exc, path))
+        return result
+    except ReaderError as exc:
+        line, col = _line_col(text, exc.position)
+        result.problems.append(error(Where(path, line, col), "yaml-syntax", str(exc.reason)))
+        return result
+    except YAMLError as exc:
+        result.problems.append(error(Where(path), "yaml-syntax", str(exc)))
+        return result
+    if node is None:
+        result.data = LMap(Where(path))
+        return result
+    builder = _Builder(path, loader, result.problems)
+    result.data = builder.build(node)
+    return result
+
+
+def parse_bytes(raw: bytes, path: str) -> ParsedFile:
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        col = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+        problem = error(Where(path, line, col), "yaml-syntax", "the file is not valid UTF-8")
+        return ParsedFile(path, None, [problem])
+    return parse_text(text, path)
+
+
+def _syntax_problem(exc: MarkedYAMLError, path: str) -> Problem:
+    mark = exc.problem_mark or exc.context_mark
+    where = Where(path, mark.line + 1, mark.column + 1) if mark is not None else Where(path)
+    parts = [p for p in (exc.context, exc.problem) if p]
+    message = ", ".join(parts) if parts else "invalid YAML"
+    return error(where, "yaml-syntax", message)
+
+
+def _line_col(text: str, offset: int) -> tuple[int, int]:
+    line = text.count("\n", 0, offset) + 1
+    return line, offset - (text.rfind("\n", 0, offset) + 1) + 1
+
+
+class _Builder:
+    """Turns composed nodes into located values, collecting problems."""
+
+    def __init__(self, path: str, loader: CSafeLoader, problems: list[Problem]) -> None:
+        self.path = path
+        self.loader = loader
+        self.problems = problems
+        self.active: set[int] = set()  # nodes being built: an alias back into one is a cycle
+        self.count = 0
+        self.too_big = False
+
+    def where(self, node: Node) -> Where:
+        mark = node.start_mark
+        return Where(self.path, mark.line + 1, mark.column + 1)
+
+    def build(self, node: Node) -> Any:
+        self.count += 1
+        if self.count > MAX_VALUES:
+            if not self.too_big:
+                self.too_big = True
+                self.problems.append(
+                    error(
+                        self.where(node),
+                        "yaml-syntax",
+                        f"the document expands to more than {MAX_VALUES} values (alias bomb?)",
+                    )
+                )
+            return None
+        if isinstance(node, ScalarNode):
+            return self.scalar(node)
+        if id(node) in self.active:
+            where = self.where(node)
+            self.problems.append(error(where, "yaml-syntax", "an alias refers to itself"))
+            return None
+        self.active.add(id(node))
+        try:
+            if isinstance(node, SequenceNode):
+                return self.sequence(node)
+            if isinstance(node, MappingNode):
+                return self.mapping(node)
+            return None
+        finally:
+            self.active.discard(id(node))
+
+    def scalar(self, node: ScalarNode) -> Any:
+        if node.tag == _STR_TAG or node.tag in _TEXT_TAGS:
+            return node.value
+        try:
+            return self.loader.construct_object(node, deep=True)
+        except (YAMLError, ValueError, TypeError, OverflowError) as exc:
+            message = getattr(exc, "problem", None) or str(exc)
+            self.problems.append(error(self.where(node), "yaml-syntax", message))
+            return node.value
+
+    def sequence(self, node: SequenceNode) -> LSeq:
+        seq = LSeq(self.where(node))
+        for item in node.value:
+            seq.append(self.build(item))
+            seq.item_at.append(self.where(item))
+        return seq
+
+    def mapping(self, node: MappingNode) -> LMap:
+        mapping = LMap(self.where(node))
+        merges: list[Node] = []
+        for key_node, value_node in node.value:
+            if key_node.tag == _MERGE_TAG:
+                merges.append(value_node)
+                continue
+            key = self.key(key_node)
+            if key is None:
+                continue
+            if key in mapping:
+                first = mapping.key_at[key]
+                self.problems.append(
+                    error(
+                        self.where(key_node),
+                        "duplicate-key",
+                        f"duplicate key '{key}' (first at line {first.line}); YAML keeps only one",
+                    )
+                )
+                continue
+            mapping[key] = self.build(value_node)
+            mapping.key_at[key] = self.where(key_node)
+            mapping.value_at[key] = self.where(value_node)
+        for source in merges:
+            self.merge_into(mapping, source)
+        return mapping
+
+    def key(self, node: Node) -> str | None:
+        if isinstance(node, ScalarNode):
+            value = self.scalar(node)
+            return "null" if value is None else str(value)
+        self.problems.append(error(self.where(node), "yaml-syntax", "a key must be a plain value"))
+        return None
+
+    def merge_into(self, mapping: LMap, source: Node) -> None:
+        """`<<: *base` — keys written in the mapping win over merged ones."""
+        sources = source.value if isinstance(source, SequenceNode) else [source]
+        for item in sources:
+            merged = self.build(item)
+            if not isinstance(merged, LMap):
+                self.problems.append(
+                    error(self.where(item), "yaml-syntax", "'<<' merges only mappings")
+                )
+                continue
+            for key, value in merged.items():
+                if key not in mapping:
+                    mapping[key] = value
+                    mapping.key_at[key] = merged.key_at[key]
+                    mapping.value_at[key] = merged.value_at[key]
+
+
+def walk_strings(value: Any) -> Iterator[tuple[Any, str | int, str]]:
+    """Every string value with its container and key, depth first."""
+    if isinstance(value, dict):
+        items: Any = value.items()
+    elif isinstance(value, list):
+        items = enumerate(value)
+    else:
+        return
+    for key, item in items:
+        if isinstance(item, str):
+            yield value, key, item
+        elif isinstance(item, dict | list):
+            yield from walk_strings(item)

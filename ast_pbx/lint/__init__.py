@@ -1,0 +1,1 @@
+"""`astpbx check`: schema and semantic rules over a loaded config, and reporters."""
