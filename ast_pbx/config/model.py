@@ -121,6 +121,10 @@ class Menu(Located):
     entry: bool = False
 
     @property
+    def label(self) -> str:
+        return f"menu {self.number}"
+
+    @property
     def timeout(self) -> Handler | None:
         return next((h for h in self.handlers if h.kind == "timeout"), None)
 
@@ -136,6 +140,10 @@ class Queue(Located):
     leave_when_empty: bool = False
     sticky: bool = False
     handlers: tuple[Handler, ...] = ()
+
+    @property
+    def label(self) -> str:
+        return f"queue {self.number}"
 
 
 @dataclass(frozen=True)

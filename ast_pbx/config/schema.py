@@ -9,6 +9,7 @@ error becomes a `schema` or `unknown-key` problem at the position of the value
 
 from __future__ import annotations
 
+import difflib
 import json
 from functools import cache
 from importlib import resources
@@ -71,9 +72,14 @@ def _problems_of(err: Any, data: Any, path: str) -> list[Problem]:
 
 def _unknown_key(err: Any, key: str) -> str:
     if not err.instance_path:
-        return f"unknown section '{key}'"
+        close = difflib.get_close_matches(key, sorted(schema()["properties"]), n=1)
+        return f"unknown section '{key}'" + (f"; did you mean '{close[0]}'?" if close else "")
     allowed = _allowed_keys(list(err.schema_path))
-    hint = f"; expected one of: {', '.join(allowed)}" if allowed else ""
+    close = difflib.get_close_matches(key, allowed, n=1)
+    if close:
+        hint = f"; did you mean '{close[0]}'?"
+    else:
+        hint = f"; expected one of: {', '.join(allowed)}" if allowed else ""
     return f"{_label(err)}: unknown key '{key}'{hint}"
 
 

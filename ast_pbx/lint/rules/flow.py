@@ -78,7 +78,7 @@ def scenario_needs_input(loaded: Loaded) -> Iterator[Finding]:
         if edge.target in needs and edge.via != "digits":
             yield (
                 edge.where,
-                f"{edge.via} of {edge.source} reaches menu {edge.target}, whose "
+                f"{edge.label} reaches menu {edge.target}, whose "
                 f"scenario {needs[edge.target]} needs the digits entered; use a digits handler",
             )
     for menu in config.menus:
@@ -169,7 +169,7 @@ def duplicate_handler(loaded: Loaded) -> Iterator[Finding]:
             if key in seen:
                 yield (
                     handler.where,
-                    f"{owner.number} handles {key} twice; only the first "
+                    f"{owner.label} handles {key} twice; only the first "
                     f"(at line {seen[key].where.line}) fires",
                 )
             else:

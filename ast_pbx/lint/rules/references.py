@@ -25,7 +25,7 @@ def unknown_goto(loaded: Loaded) -> Iterator[Finding]:
         if not config.is_routable(edge.target):
             yield (
                 edge.where,
-                f"{edge.via} of {edge.source} goes to {edge.target}, which is not a "
+                f"{edge.label} goes to {edge.target}, which is not a "
                 "phone, menu, queue or rule number and matches no trunk",
             )
     for test in config.tests:

@@ -19,7 +19,7 @@ def all_regexes(loaded: Loaded) -> Iterator[tuple[str, Regex]]:
     for owner in config.handler_owners:
         for handler in owner.handlers:
             if handler.digits is not None:
-                yield f"digits handler of {owner.number}", handler.digits
+                yield f"digits handler of {owner.label}", handler.digits
     for rule_ in config.rules:
         for regex in rule_.caller_patterns or ():
             yield f"caller pattern of the rule for {rule_.number}", regex

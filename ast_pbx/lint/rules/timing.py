@@ -117,7 +117,7 @@ def timeout_not_positive(loaded: Loaded) -> Iterator[Finding]:
             if handler.timeout is not None and handler.timeout <= 0:
                 yield (
                     handler.at("timeout"),
-                    f"timeout of {owner.number} is {handler.timeout:g} "
+                    f"timeout of {owner.label} is {handler.timeout:g} "
                     "seconds; it must be more than 0",
                 )
     for queue in config.queues:
