@@ -258,7 +258,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=5, help="runs of each command (default 5)")
     parser.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
-    parser.add_argument("--out", type=Path, help="generate into DIR (kept) instead of a temp dir")
+    parser.add_argument(
+        "--out", type=Path, metavar="DIR", help="generate into DIR (kept) instead of a temp dir"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
     args = parser.parse_args()
     if args.runs < 1:
