@@ -53,11 +53,13 @@ class Raw:
 
     @property
     def place(self) -> dict[str, Any]:
-        fields = dict(self.node.value_at)
-        for key, value in self.node.items():
-            if isinstance(value, LSeq):  # lists of numbers, days, spans: each item's place
-                fields.update((f"{key}[{i}]", w) for i, w in enumerate(value.item_at))
-        return {"where": self.node.where, "fields": MappingProxyType(fields)}
+        # Views, not copies: the loaded tree is never changed after loading.
+        lists = {k: tuple(v.item_at) for k, v in self.node.items() if isinstance(v, LSeq)}
+        return {
+            "where": self.node.where,
+            "fields": MappingProxyType(self.node.value_at),
+            "lists": MappingProxyType(lists),
+        }
 
     def get(self, key: str, kind: type[_T] | tuple[type, ...]) -> Any:
         value = self.node.get(key)

@@ -6,8 +6,10 @@ The result carries every problem found on the way, never raises for bad input:
 
 from __future__ import annotations
 
+import gc
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -95,7 +97,26 @@ def load(path: str, env: Mapping[str, str] | None = None, *, need_env: bool = Fa
     return load_files(files, os.environ if env is None else env, need_env=need_env)
 
 
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Loading allocates hundreds of thousands of small objects and frees none of them:
+    the cyclic garbage collector would run again and again for nothing (a third of the
+    time of a 10,000-phone config). Nothing made here forms cycles worth collecting."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def load_files(files: Iterable[str], env: Mapping[str, str], *, need_env: bool = False) -> Loaded:
+    with _collector_paused():
+        return _load_files(files, env, need_env=need_env)
+
+
+def _load_files(files: Iterable[str], env: Mapping[str, str], *, need_env: bool) -> Loaded:
     problems: list[Problem] = []
     parsed: list[ParsedFile] = []
     unset_level = Level.ERROR if need_env else Level.WARNING

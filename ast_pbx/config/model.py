@@ -9,11 +9,11 @@ a regex that does not compile is None (the `bad-regex` check reports it).
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType
-from typing import Literal
+from typing import Any, Literal
 
 from ast_pbx.config.problems import Where
 from ast_pbx.config.timespec import TimeSpan
@@ -28,14 +28,18 @@ INPUT_SCENARIOS = frozenset({"echo_digits", "case_status", "dial_entered"})
 _NOWHERE = Where("<default>")
 
 
-def _frozen(mapping: Mapping[str, Where] | None = None) -> Mapping[str, Where]:
-    return MappingProxyType(dict(mapping or {}))
+def _frozen() -> Mapping[str, Any]:
+    return MappingProxyType({})
 
 
 @dataclass(frozen=True)
 class Located:
     where: Where = field(default=_NOWHERE, compare=False, kw_only=True)
     fields: Mapping[str, Where] = field(default_factory=_frozen, compare=False, kw_only=True)
+    # The place of each item of a list value (members, days, hours) by key.
+    lists: Mapping[str, Sequence[Where]] = field(
+        default_factory=_frozen, compare=False, kw_only=True
+    )
 
     def at(self, key: str) -> Where:
         """Where the value of `key` stands, or the object itself when it was not written."""
@@ -43,7 +47,8 @@ class Located:
 
     def item_at(self, key: str, index: int) -> Where:
         """Where item `index` of the list under `key` stands."""
-        return self.fields.get(f"{key}[{index}]") or self.at(key)
+        places = self.lists.get(key, ())
+        return places[index] if 0 <= index < len(places) else self.at(key)
 
 
 @dataclass(frozen=True)

@@ -10,10 +10,11 @@ unknown tags, recursive aliases and alias bombs become problems, never exception
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from ruamel.yaml import YAML
 from ruamel.yaml.cyaml import CSafeLoader
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
@@ -21,6 +22,9 @@ from ruamel.yaml.reader import ReaderError
 
 from ast_pbx.config.problems import Problem, Where, error
 
+# No config needs more than a handful of levels; deeper documents are refused before
+# the recursive builder could exhaust the interpreter's stack.
+MAX_DEPTH = 100
 # An alias may be expanded many times; past this many values in one file the
 # file is refused, so that a "billion laughs" document cannot exhaust memory.
 MAX_VALUES = 2_000_000
@@ -80,25 +84,48 @@ class ParsedFile:
 def parse_text(text: str, path: str) -> ParsedFile:
     """Parse YAML text; syntax errors become problems at their position."""
     result = ParsedFile(path)
-    loader = CSafeLoader(text)
     try:
-        node = loader.get_single_node()
+        node, construct = _compose(text)
     except MarkedYAMLError as exc:
-        result.problems.append(_syntax_problem(exc, path))
+        result.problems.append(_syntax_problem(exc, path, text))
         return result
     except ReaderError as exc:
         line, col = _line_col(text, exc.position)
         result.problems.append(error(Where(path, line, col), "yaml-syntax", str(exc.reason)))
         return result
-    except YAMLError as exc:
-        result.problems.append(error(Where(path), "yaml-syntax", str(exc)))
+    except (YAMLError, RecursionError) as exc:
+        message = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+        result.problems.append(error(Where(path), "yaml-syntax", message))
         return result
     if node is None:
         result.data = LMap(Where(path))
         return result
-    builder = _Builder(path, loader, result.problems)
+    builder = _Builder(path, construct, result.problems)
     result.data = builder.build(node)
     return result
+
+
+def _compose(text: str) -> tuple[Node | None, Callable[[Node], Any]]:
+    """The document's node tree, and how to construct its scalars.
+
+    libyaml (the C parser) follows YAML 1.1 where the config language needs 1.2: a ':'
+    inside a flow plain scalar, as in `ari: {url: http://127.0.0.1:8088}`. ruamel's own
+    parser reads 1.2 but is several times slower, so it only reads what libyaml refused,
+    and its verdict (or its error) is the one reported.
+    """
+    loader = CSafeLoader(text)
+    try:
+        return loader.get_single_node(), _constructor(loader)
+    except MarkedYAMLError:
+        pure = YAML(typ="safe", pure=True)
+        return pure.compose(text), _constructor(pure.constructor)
+
+
+def _constructor(constructor: Any) -> Callable[[Node], Any]:
+    def construct(node: Node) -> Any:
+        return constructor.construct_object(node, deep=True)
+
+    return construct
 
 
 def parse_bytes(raw: bytes, path: str) -> ParsedFile:
@@ -112,11 +139,15 @@ def parse_bytes(raw: bytes, path: str) -> ParsedFile:
     return parse_text(text, path)
 
 
-def _syntax_problem(exc: MarkedYAMLError, path: str) -> Problem:
+def _syntax_problem(exc: MarkedYAMLError, path: str, text: str) -> Problem:
     mark = exc.problem_mark or exc.context_mark
     where = Where(path, mark.line + 1, mark.column + 1) if mark is not None else Where(path)
     parts = [p for p in (exc.context, exc.problem) if p]
     message = ", ".join(parts) if parts else "invalid YAML"
+    lines = text.splitlines()
+    if "${" in (lines[where.line - 1] if 0 < where.line <= len(lines) else ""):
+        # `{url: x, password: ${PW}}`: the braces of ${} end a flow mapping early.
+        message += '; inside {…} or […] quote values that use ${VAR}: "${VAR}"'
     return error(where, "yaml-syntax", message)
 
 
@@ -128,13 +159,16 @@ def _line_col(text: str, offset: int) -> tuple[int, int]:
 class _Builder:
     """Turns composed nodes into located values, collecting problems."""
 
-    def __init__(self, path: str, loader: CSafeLoader, problems: list[Problem]) -> None:
+    def __init__(
+        self, path: str, construct: Callable[[Node], Any], problems: list[Problem]
+    ) -> None:
         self.path = path
-        self.loader = loader
+        self.construct = construct
         self.problems = problems
         self.active: set[int] = set()  # nodes being built: an alias back into one is a cycle
         self.count = 0
         self.too_big = False
+        self.depth = 0
 
     def where(self, node: Node) -> Where:
         mark = node.start_mark
@@ -142,38 +176,39 @@ class _Builder:
 
     def build(self, node: Node) -> Any:
         self.count += 1
-        if self.count > MAX_VALUES:
-            if not self.too_big:
-                self.too_big = True
-                self.problems.append(
-                    error(
-                        self.where(node),
-                        "yaml-syntax",
-                        f"the document expands to more than {MAX_VALUES} values (alias bomb?)",
-                    )
-                )
-            return None
-        if isinstance(node, ScalarNode):
+        if isinstance(node, ScalarNode) and self.count <= MAX_VALUES:
             return self.scalar(node)
-        if id(node) in self.active:
-            where = self.where(node)
-            self.problems.append(error(where, "yaml-syntax", "an alias refers to itself"))
+        refusal = self.refusal(node)
+        if refusal is not None:
+            if not self.too_big:  # after an alias bomb, one problem is enough
+                self.problems.append(error(self.where(node), "yaml-syntax", refusal))
+            self.too_big = self.too_big or self.count > MAX_VALUES
             return None
         self.active.add(id(node))
+        self.depth += 1
         try:
             if isinstance(node, SequenceNode):
                 return self.sequence(node)
-            if isinstance(node, MappingNode):
-                return self.mapping(node)
-            return None
+            return self.mapping(node) if isinstance(node, MappingNode) else None
         finally:
+            self.depth -= 1
             self.active.discard(id(node))
+
+    def refusal(self, node: Node) -> str | None:
+        """Why this node is not built, if it is not."""
+        if self.count > MAX_VALUES:
+            return f"the document expands to more than {MAX_VALUES} values (alias bomb?)"
+        if id(node) in self.active:
+            return "an alias refers to itself"
+        if self.depth >= MAX_DEPTH:
+            return f"nested deeper than {MAX_DEPTH} levels"
+        return None
 
     def scalar(self, node: ScalarNode) -> Any:
         if node.tag == _STR_TAG or node.tag in _TEXT_TAGS:
             return node.value
         try:
-            return self.loader.construct_object(node, deep=True)
+            return self.construct(node)
         except (YAMLError, ValueError, TypeError, OverflowError) as exc:
             message = getattr(exc, "problem", None) or str(exc)
             self.problems.append(error(self.where(node), "yaml-syntax", message))
