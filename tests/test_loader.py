@@ -186,3 +186,29 @@ def test_broken_items_are_left_out_not_raised(write_config: WriteConfig) -> None
     assert "internal-error" not in {p.rule for p in report.problems}
     config = load(str(directory), {}).config
     assert [p.number for p in config.phones] == ["1001", "1002"]
+
+
+def test_flow_mappings_read_as_yaml_1_2(write_config: WriteConfig) -> None:
+    # The spec writes `ari: {url: http://127.0.0.1:8088, …}`; libyaml alone refuses it.
+    directory = write_config(**{"s.yaml": """\
+        system:
+          ari: {url: http://127.0.0.1:8088, username: astpbx, app: astpbx}
+          http: {listen: 127.0.0.1:8080}
+        """})
+    loaded = load(str(directory), {})
+    assert loaded.problems == []
+    assert loaded.config.system.ari.url == "http://127.0.0.1:8088"
+    assert loaded.config.system.http_listen == "127.0.0.1:8080"
+
+
+def test_unquoted_variable_in_a_flow_mapping_gets_a_hint(write_config: WriteConfig) -> None:
+    directory = write_config(**{"s.yaml": "system:\n  api: {username: mfc, password: ${PW}}\n"})
+    [problem] = check_dir(directory).problems
+    assert (problem.rule, problem.where.line) == ("yaml-syntax", 2)
+    assert 'quote values that use ${VAR}: "${VAR}"' in problem.message
+
+
+def test_deep_nesting_is_refused_not_crashed(write_config: WriteConfig) -> None:
+    directory = write_config(**{"deep.yaml": "tests: " + "[" * 3000 + "]" * 3000 + "\n"})
+    found = located(check_dir(directory), directory)
+    assert ("deep.yaml", 1, 107, "yaml-syntax") in found
