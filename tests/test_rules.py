@@ -223,6 +223,28 @@ CASES: list[tuple[str, dict[str, str], tuple[str, int, int, str]]] = [
         ("case.yaml", 3, 17, "bad-day"),
     ),
     (
+        "empty-callers",
+        {
+            "case.yaml": """\
+        rules:
+          - number: "90000"
+            callers: []
+            goto: "1001"
+        """
+        },
+        ("case.yaml", 3, 14, "empty-callers"),
+    ),
+    (
+        "sqlite-relative-path",
+        {
+            "case.yaml": """\
+        system:
+          database: sqlite:///var/lib/astpbx/astpbx.db
+        """
+        },
+        ("case.yaml", 2, 13, "sqlite-relative-path"),
+    ),
+    (
         "bad-time",
         {
             "case.yaml": """\

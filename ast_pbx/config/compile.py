@@ -318,11 +318,14 @@ def build_system(raw: Raw) -> System:
     ari, http, paths, tts, api = (raw.map(k) for k in ("ari", "http", "paths", "tts", "api"))
     base = os.path.dirname(raw.node.where.file)
 
-    def path(key: str) -> str | None:
-        value = paths.text(key)
+    def path(section: Raw, key: str) -> str | None:
+        value = section.text(key)
         return None if value is None else os.path.normpath(os.path.join(base, value))
 
-    yandex = tts.map("yandex").node
+    yandex = tts.map("yandex")
+    yandex_keys = {k: v for k, v in yandex.node.items() if isinstance(v, str)}
+    if "private_key_path" in yandex_keys:
+        yandex_keys["private_key_path"] = path(yandex, "private_key_path") or ""
     return System(
         raw.text("timezone"),
         Ari(
@@ -332,21 +335,21 @@ def build_system(raw: Raw) -> System:
             ari.text("app") or Ari.app,
             **ari.place,
         ),
-        raw.map("asterisk").text("config_dir") or System.asterisk_config_dir,
+        path(raw.map("asterisk"), "config_dir") or System.asterisk_config_dir,
         raw.text("database"),
         http.text("listen") or System.http_listen,
         Paths(
-            path("data") or Paths.data,
-            path("audio"),
-            path("tts_cache"),
-            path("recordings"),
-            path("tmp"),
+            path(paths, "data") or Paths.data,
+            path(paths, "audio"),
+            path(paths, "tts_cache"),
+            path(paths, "recordings"),
+            path(paths, "tmp"),
             **paths.place,
         ),
         Tts(
             tts.text("engine") or Tts.engine,
             tts.text("voice") or Tts.voice,
-            tuple((k, v) for k, v in yandex.items() if isinstance(v, str)),
+            tuple(yandex_keys.items()),
             **tts.place,
         ),
         Api(api.text("username") or Api.username, api.text("password") or "", **api.place),

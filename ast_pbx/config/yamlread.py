@@ -10,6 +10,7 @@ unknown tags, recursive aliases and alias bombs become problems, never exception
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -101,7 +102,11 @@ def parse_text(text: str, path: str) -> ParsedFile:
         result.data = LMap(Where(path))
         return result
     builder = _Builder(path, construct, result.problems)
-    result.data = builder.build(node)
+    with warnings.catch_warnings():
+        # ruamel warns on stderr about YAML 1.1 spellings such as `1e3`; the value is
+        # read the 1.2 way regardless, and a linter's output must stay its own.
+        warnings.simplefilter("ignore")
+        result.data = builder.build(node)
     return result
 
 

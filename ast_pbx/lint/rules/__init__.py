@@ -8,5 +8,6 @@ from ast_pbx.lint.rules import (  # noqa: F401  (imported for their registration
     references,
     regexes,
     secrets,
+    storage,
     timing,
 )

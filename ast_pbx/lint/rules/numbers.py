@@ -12,8 +12,9 @@ from ast_pbx.config.problems import Level
 from ast_pbx.config.yamlread import LMap, LSeq
 from ast_pbx.lint.registry import Finding, rule
 
-# Keys whose values are telephone numbers, and keys whose lists hold numbers.
-NUMBER_KEYS = frozenset({"number", "goto", "inbound", "to", "from"})
+# Keys whose values are telephone numbers (or digit strings such as SIP user names and
+# personnel numbers, where YAML would drop leading zeros), and keys whose lists hold numbers.
+NUMBER_KEYS = frozenset({"number", "goto", "inbound", "to", "from", "username", "login"})
 NUMBER_LIST_KEYS = frozenset({"members", "callers", "visits"})
 # An operator binds a phone to themselves by dialing 1*NNNNN (the manual's "Привязать").
 BIND_CODE = re.compile(r"1\*[0-9]*")
@@ -83,7 +84,7 @@ def number_not_quoted(loaded: Loaded) -> Iterator[Finding]:
     """
     A telephone number is written as a YAML integer instead of a quoted string.
 
-    YAML reads `number: 0123` as 123 and `callers: [+7918…]` as an integer without the
+    YAML reads `number: 0123` as 123 and `callers: [+7918...]` as an integer without the
     `+`: the number astpbx sees is not the one written. Quote numbers: `number: "0123"`.
     """
     for parsed in loaded.parsed:

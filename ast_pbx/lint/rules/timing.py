@@ -1,4 +1,4 @@
-"""Rules about days, hours, dates, time zones and timeouts."""
+"""Rules about when things apply: rule conditions, dates, time zones and timeouts."""
 
 from __future__ import annotations
 
@@ -75,6 +75,22 @@ def bad_day(loaded: Loaded) -> Iterator[Finding]:
                     where,
                     f"rule for {item.get('number')}: '{day}' is not a day; use {' '.join(DAYS)}",
                 )
+
+
+@rule("empty-callers", Level.ERROR)
+def empty_callers(loaded: Loaded) -> Iterator[Finding]:
+    """
+    A rule gives `callers: []` (and no `caller_patterns`): no caller can ever match it, so
+    the rule never applies. Leave `callers` out to apply to every caller.
+    """
+    for item, callers in _rule_lists(loaded, "callers"):
+        patterns = item.get("caller_patterns")
+        if not callers and not patterns:
+            yield (
+                item.value_at["callers"],
+                f"rule for {item.get('number')}: callers is empty, "
+                "so the rule never applies; leave callers out to apply to every caller",
+            )
 
 
 @rule("bad-time", Level.ERROR)
