@@ -11,6 +11,7 @@ import typer
 from ast_pbx import __version__
 from ast_pbx.cli import check as check_cmd
 from ast_pbx.cli import schema as schema_cmd
+from ast_pbx.cli import simulate as simulate_cmd
 from ast_pbx.errors import EXIT_USAGE, AstPbxError
 
 app = typer.Typer(
@@ -40,6 +41,7 @@ def _root(
 
 check_cmd.register(app)
 schema_cmd.register(app)
+simulate_cmd.register(app)
 
 
 def main(argv: list[str] | None = None) -> NoReturn:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from types import MappingProxyType
 from typing import Any, Literal, TypeVar
@@ -295,13 +295,22 @@ def parse_local_time(text: str) -> datetime | None:
         return None
 
 
+def _texts(raw: Raw, key: str) -> Mapping[str, str]:
+    return MappingProxyType({k: v for k, v in raw.map(key).node.items() if isinstance(v, str)})
+
+
 def build_test(raw: Raw) -> CallTest | None:
     name, to = raw.text("name"), raw.number("to")
     if name is None or to is None:
         return None
-    expect = raw.map("expect")
+    expect, directory = raw.map("expect"), raw.map("directory")
     at = raw.text("at")
     visits = expect.seq("visits")
+    cases = {
+        phone: tuple(str(c) for c in found)
+        for phone, found in directory.map("cases_in_work").node.items()
+        if isinstance(found, list)
+    }
     return CallTest(
         name,
         to,
@@ -310,6 +319,10 @@ def build_test(raw: Raw) -> CallTest | None:
         raw.text("input") or "",
         None if visits is None else tuple(filter(None, map(as_number, visits))),
         expect.text("ends"),
+        tuple(s for s in expect.seq("says") or () if isinstance(s, str)),
+        _texts(directory, "case_status"),
+        MappingProxyType(cases),
+        _texts(directory, "caller_name"),
         **raw.place,
     )
 

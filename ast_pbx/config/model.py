@@ -217,3 +217,8 @@ class CallTest(Located):
     input: str = ""
     visits: tuple[str, ...] | None = None
     ends: str | None = None
+    says: tuple[str, ...] = ()
+    # What the directory answers during the test: case → status, phone → cases, phone → name.
+    cases: Mapping[str, str] = field(default_factory=_frozen)
+    cases_by_phone: Mapping[str, tuple[str, ...]] = field(default_factory=_frozen)
+    names: Mapping[str, str] = field(default_factory=_frozen)

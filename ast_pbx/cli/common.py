@@ -1,0 +1,44 @@
+"""What several commands share: loading a config that must be valid, its timezone."""
+
+from __future__ import annotations
+
+from datetime import datetime, tzinfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import typer
+
+from ast_pbx.config.configuration import Config
+from ast_pbx.config.loader import load
+from ast_pbx.config.problems import Level
+from ast_pbx.errors import ConfigInvalid
+from ast_pbx.lint.linter import Report, run_rules
+
+
+def load_valid(path: str, *, need_env: bool = False) -> Config:
+    """The config at `path`, or ConfigInvalid after printing its errors to stderr.
+
+    Warnings are not shown here: `astpbx check` is the place for them.
+    """
+    loaded = load(path, need_env=need_env)
+    report = Report(path, loaded.files, run_rules(loaded))
+    errors = [p for p in report.problems if p.level is Level.ERROR]
+    if errors:
+        for problem in errors:
+            typer.echo(str(problem), err=True)
+        raise ConfigInvalid(
+            f"{path}: {len(errors)} error(s) in the configuration; "
+            "`astpbx check` shows every problem"
+        )
+    return loaded.config
+
+
+def config_timezone(config: Config) -> tzinfo:
+    """The system timezone of the config, or the host's when it names none."""
+    if config.system.timezone:
+        try:
+            return ZoneInfo(config.system.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            pass  # `check` reports it; load_valid has refused such a config already
+    host = datetime.now().astimezone().tzinfo
+    assert host is not None
+    return host
