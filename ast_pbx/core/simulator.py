@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from collections import deque
 from dataclasses import dataclass
-from datetime import datetime, timedelta, tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
 from ast_pbx.config.configuration import Config
@@ -138,6 +138,9 @@ def simulate(
     trunk: Trunk | None = None,
 ) -> Outcome:
     """Run one call; `at` is timezone-aware. Raises ValueError for unreadable input."""
+    # Virtual time runs in UTC: aware arithmetic in a local zone is wall-clock arithmetic
+    # and would step into a DST gap instead of over it.
+    at = at.astimezone(UTC)
     pending: deque[Press | Wait] = deque(parse_input(input_text))
     call = Call(config, called=to, caller=caller, tz=tz, trunk=trunk)
     driver = _Driver(call, directory, at)
