@@ -10,6 +10,7 @@ import typer
 
 from ast_pbx import __version__
 from ast_pbx.cli import check as check_cmd
+from ast_pbx.cli import graph as graph_cmd
 from ast_pbx.cli import schema as schema_cmd
 from ast_pbx.cli import simulate as simulate_cmd
 from ast_pbx.errors import EXIT_USAGE, AstPbxError
@@ -41,6 +42,7 @@ def _root(
 
 check_cmd.register(app)
 schema_cmd.register(app)
+graph_cmd.register(app)
 simulate_cmd.register(app)
 
 
