@@ -17,7 +17,7 @@ from tests.test_cli import astpbx
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 MAN1 = ROOT / "man" / "astpbx.1"
 MAN5 = ROOT / "man" / "astpbx.yaml.5"
-COMMANDS = ("check", "rules", "schema")
+COMMANDS = ("check", "rules", "schema", "simulate", "test", "graph")
 
 
 def _rendered(page: str) -> str:
@@ -44,6 +44,19 @@ def test_quick_start_is_two_commands_and_ci_runs_the_test_command() -> None:
 def test_readme_check_example_is_real_output() -> None:
     block = README.split("```console\n$ astpbx check tests/data/broken\n", 1)[1].split("```", 1)[0]
     assert astpbx("check", "tests/data/broken").stdout == block
+
+
+def test_readme_simulate_example_is_real_output() -> None:
+    command = '$ astpbx simulate examples/mfc --to 90000 --input 2 --at "2026-03-02 10:00"\n'
+    block = README.split("```console\n" + command, 1)[1].split("```", 1)[0]
+    actual = astpbx("simulate", "examples/mfc", "--to", "90000", "--input", "2",
+                    "--at", "2026-03-02 10:00").stdout.splitlines()
+    shown = block.splitlines()
+    assert len(shown) == len(actual)
+    for line, real in zip(shown, actual, strict=True):
+        # The README shortens long prompts with "…"; the rest is verbatim.
+        head, cut, _ = line.partition(" …")
+        assert real.startswith(head) if cut else real == line
 
 
 @pytest.mark.parametrize("page", ["astpbx.1", "astpbx.yaml.5"])

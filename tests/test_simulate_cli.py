@@ -58,7 +58,7 @@ def test_simulate_refuses_bad_input_and_invalid_configs() -> None:
 def test_example_tests_pass() -> None:
     result = astpbx("test", str(EXAMPLE))
     assert result.returncode == 0, result.stdout
-    assert result.stdout.splitlines()[-1] == "18 passed, 0 failed"
+    assert result.stdout.splitlines()[-1] == "21 passed, 0 failed"
 
 
 def test_example_tests_fail_when_the_config_breaks(tmp_path: Path) -> None:
