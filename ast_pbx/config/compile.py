@@ -79,8 +79,8 @@ class Raw:
         return default if value is None else int(value)
 
     def real(self, key: str, default: float) -> float:
-        value = self.get(key, (int, float))
-        return default if value is None else float(value)
+        seconds = as_seconds(self.get(key, (int, float)))
+        return default if seconds is None else seconds
 
     def flag(self, key: str, default: bool) -> bool:
         value = self.node.get(key)
@@ -93,6 +93,17 @@ class Raw:
     def map(self, key: str) -> Raw:
         value = self.node.get(key)
         return Raw(value if isinstance(value, LMap) else LMap(self.node.where))
+
+
+def as_seconds(value: Any) -> float | None:
+    """A number of seconds or minutes; an integer too large for a float reads as missing
+    (the schema reports it)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        return float(value)
+    except OverflowError:
+        return None
 
 
 def as_number(value: Any) -> str | None:
@@ -189,9 +200,9 @@ def build_handler(raw: Raw) -> Handler | None:
     digits = raw.text("digits")
     if digits is not None:
         return Handler("digits", goto, digits=compile_regex(digits, raw.at("digits")), **raw.place)
-    timeout = raw.get("timeout", (int, float))
+    timeout = as_seconds(raw.get("timeout", (int, float)))
     if timeout is not None:
-        return Handler("timeout", goto, timeout=float(timeout), **raw.place)
+        return Handler("timeout", goto, timeout=timeout, **raw.place)
     return None
 
 

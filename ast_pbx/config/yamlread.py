@@ -10,6 +10,7 @@ unknown tags, recursive aliases and alias bombs become problems, never exception
 
 from __future__ import annotations
 
+import re
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ MAX_DEPTH = 100
 MAX_VALUES = 2_000_000
 
 _MERGE_TAG = "tag:yaml.org,2002:merge"
+_COLLECTION_TAGS = {"tag:yaml.org,2002:seq", "tag:yaml.org,2002:map"}
 _STR_TAG = "tag:yaml.org,2002:str"
 # Dates and binaries have no meaning in the config language: keep their text.
 _TEXT_TAGS = {"tag:yaml.org,2002:timestamp", "tag:yaml.org,2002:binary"}
@@ -84,6 +86,15 @@ class ParsedFile:
 
 def parse_text(text: str, path: str) -> ParsedFile:
     """Parse YAML text; syntax errors become problems at their position."""
+    with warnings.catch_warnings():
+        # ruamel warns on stderr about YAML 1.1 spellings such as `1e3` or a reused
+        # anchor; the document is read the 1.2 way regardless, and a linter's output
+        # must stay its own.
+        warnings.simplefilter("ignore")
+        return _parse(text, path)
+
+
+def _parse(text: str, path: str) -> ParsedFile:
     result = ParsedFile(path)
     try:
         node, construct = _compose(text)
@@ -101,12 +112,7 @@ def parse_text(text: str, path: str) -> ParsedFile:
     if node is None:
         result.data = LMap(Where(path))
         return result
-    builder = _Builder(path, construct, result.problems)
-    with warnings.catch_warnings():
-        # ruamel warns on stderr about YAML 1.1 spellings such as `1e3`; the value is
-        # read the 1.2 way regardless, and a linter's output must stay its own.
-        warnings.simplefilter("ignore")
-        result.data = builder.build(node)
+    result.data = _Builder(path, construct, result.problems).build(node)
     return result
 
 
@@ -156,9 +162,15 @@ def _syntax_problem(exc: MarkedYAMLError, path: str, text: str) -> Problem:
     return error(where, "yaml-syntax", message)
 
 
+# The line breaks libyaml counts (YAML 1.1 also breaks lines at NEL, LS and PS).
+_BREAK = re.compile("\r\n|[\r\n\x85\u2028\u2029]")
+
+
 def _line_col(text: str, offset: int) -> tuple[int, int]:
-    line = text.count("\n", 0, offset) + 1
-    return line, offset - (text.rfind("\n", 0, offset) + 1) + 1
+    """Line and column of a reader error; libyaml's offset counts UTF-8 bytes."""
+    before = text.encode("utf-8", "surrogatepass")[:offset].decode("utf-8", "ignore")
+    lines = _BREAK.split(before)
+    return len(lines), len(lines[-1]) + 1
 
 
 class _Builder:
@@ -189,6 +201,10 @@ class _Builder:
                 self.problems.append(error(self.where(node), "yaml-syntax", refusal))
             self.too_big = self.too_big or self.count > MAX_VALUES
             return None
+        if node.tag not in _COLLECTION_TAGS:
+            self.problems.append(
+                error(self.where(node), "yaml-syntax", f"unknown tag '{node.tag}'")
+            )
         self.active.add(id(node))
         self.depth += 1
         try:
@@ -214,8 +230,8 @@ class _Builder:
             return node.value
         try:
             return self.construct(node)
-        except (YAMLError, ValueError, TypeError, OverflowError) as exc:
-            message = getattr(exc, "problem", None) or str(exc)
+        except Exception as exc:  # ruamel's constructors fail in many ways on `!!int ''`
+            message = getattr(exc, "problem", None) or f"cannot read '{node.value}' as {node.tag}"
             self.problems.append(error(self.where(node), "yaml-syntax", message))
             return node.value
 
