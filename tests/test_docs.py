@@ -49,8 +49,9 @@ def test_readme_check_example_is_real_output() -> None:
 def test_readme_simulate_example_is_real_output() -> None:
     command = '$ astpbx simulate examples/mfc --to 90000 --input 2 --at "2026-03-02 10:00"\n'
     block = README.split("```console\n" + command, 1)[1].split("```", 1)[0]
-    actual = astpbx("simulate", "examples/mfc", "--to", "90000", "--input", "2",
-                    "--at", "2026-03-02 10:00").stdout.splitlines()
+    actual = astpbx(
+        "simulate", "examples/mfc", "--to", "90000", "--input", "2", "--at", "2026-03-02 10:00"
+    ).stdout.splitlines()
     shown = block.splitlines()
     assert len(shown) == len(actual)
     for line, real in zip(shown, actual, strict=True):
@@ -63,8 +64,12 @@ def test_readme_simulate_example_is_real_output() -> None:
 def test_man_pages_render_without_warnings(page: str) -> None:
     if shutil.which("groff") is None:
         pytest.skip("groff is not installed (bash .ci/setup installs it)")
-    result = subprocess.run(["groff", "-man", "-ww", "-z", str(ROOT / "man" / page)],
-                            capture_output=True, text=True, check=False)
+    result = subprocess.run(
+        ["groff", "-man", "-ww", "-z", str(ROOT / "man" / page)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert result.returncode == 0
     assert result.stderr == ""
 

@@ -190,11 +190,15 @@ def test_broken_items_are_left_out_not_raised(write_config: WriteConfig) -> None
 
 def test_flow_mappings_read_as_yaml_1_2(write_config: WriteConfig) -> None:
     # The spec writes `ari: {url: http://127.0.0.1:8088, …}`; libyaml alone refuses it.
-    directory = write_config(**{"s.yaml": """\
+    directory = write_config(
+        **{
+            "s.yaml": """\
         system:
           ari: {url: http://127.0.0.1:8088, username: astpbx, app: astpbx}
           http: {listen: 127.0.0.1:8080}
-        """})
+        """
+        }
+    )
     loaded = load(str(directory), {})
     assert loaded.problems == []
     assert loaded.config.system.ari.url == "http://127.0.0.1:8088"
