@@ -8,10 +8,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import typer
 
 from ast_pbx.config.configuration import Config
-from ast_pbx.config.loader import load
-from ast_pbx.config.problems import Level
 from ast_pbx.errors import ConfigInvalid
-from ast_pbx.lint.linter import Report, run_rules
+from ast_pbx.lint.linter import load_for_use
 
 
 def load_valid(path: str, *, need_env: bool = False) -> Config:
@@ -19,17 +17,12 @@ def load_valid(path: str, *, need_env: bool = False) -> Config:
 
     Warnings are not shown here: `astpbx check` is the place for them.
     """
-    loaded = load(path, need_env=need_env)
-    report = Report(path, loaded.files, run_rules(loaded))
-    errors = [p for p in report.problems if p.level is Level.ERROR]
-    if errors:
-        for problem in errors:
+    try:
+        return load_for_use(path, need_env=need_env).config
+    except ConfigInvalid as exc:
+        for problem in exc.problems:
             typer.echo(str(problem), err=True)
-        raise ConfigInvalid(
-            f"{path}: {len(errors)} error(s) in the configuration; "
-            "`astpbx check` shows every problem"
-        )
-    return loaded.config
+        raise
 
 
 def config_timezone(config: Config) -> tzinfo:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from ast_pbx.config.loader import Loaded, load
 from ast_pbx.config.problems import Level, Problem, Where, error
+from ast_pbx.errors import ConfigInvalid
 from ast_pbx.lint import rules as _rules  # noqa: F401  (registers the rules)
 from ast_pbx.lint.registry import RULES
 
@@ -29,6 +30,21 @@ def check(path: str, env: Mapping[str, str] | None = None) -> Report:
     """Load the config at `path` and run every rule on it."""
     loaded = load(path, env)
     return Report(path, loaded.files, run_rules(loaded))
+
+
+def load_for_use(path: str, env: Mapping[str, str] | None = None, *,
+                 need_env: bool = True) -> Loaded:
+    """The config at `path` for a command that uses it: ConfigInvalid (carrying the
+    problems) when any rule finds an error. Warnings are `check`'s business."""
+    loaded = load(path, env, need_env=need_env)
+    errors = [p for p in run_rules(loaded) if p.level is Level.ERROR]
+    if errors:
+        raise ConfigInvalid(
+            f"{path}: {len(errors)} error(s) in the configuration; "
+            "`astpbx check` shows every problem",
+            tuple(errors),
+        )
+    return loaded
 
 
 def run_rules(loaded: Loaded) -> list[Problem]:
