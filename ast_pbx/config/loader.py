@@ -6,8 +6,10 @@ The result carries every problem found on the way, never raises for bad input:
 
 from __future__ import annotations
 
+import errno
 import gc
 import os
+import stat
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -34,6 +36,7 @@ LIST_SECTIONS = (
 )
 MAP_SECTIONS = ("system", "dialer", "transfer", "directory")
 YAML_SUFFIXES = (".yaml", ".yml")
+MAX_FILE_SIZE = 16 * 2**20  # a config file this big is a mistake, not a call center
 
 
 @dataclass
@@ -79,8 +82,7 @@ def config_files(path: str) -> list[str]:
 
 def read_file(path: str) -> ParsedFile:
     try:
-        with open(path, "rb") as handle:
-            raw = handle.read()
+        raw = _read_regular(path)
     except OSError as exc:
         return ParsedFile(
             path, None, [error(Where(path), "file-unreadable", exc.strerror or str(exc))]
@@ -95,6 +97,21 @@ def load(path: str, env: Mapping[str, str] | None = None, *, need_env: bool = Fa
     """
     files = config_files(path)
     return load_files(files, os.environ if env is None else env, need_env=need_env)
+
+
+def _read_regular(path: str) -> bytes:
+    """A regular file's bytes: a FIFO would hang the reader and /dev/zero never end."""
+    with open(path, "rb", opener=_open_nonblocking) as handle:
+        info = os.fstat(handle.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise OSError(errno.EINVAL, "not a regular file")
+        if info.st_size > MAX_FILE_SIZE:
+            raise OSError(errno.EFBIG, f"larger than {MAX_FILE_SIZE // 2**20} MiB")
+        return handle.read()
+
+
+def _open_nonblocking(path: str, flags: int) -> int:
+    return os.open(path, flags | os.O_NONBLOCK)
 
 
 @contextmanager

@@ -27,9 +27,10 @@ from ast_pbx.config.problems import Problem, Where, error
 # No config needs more than a handful of levels; deeper documents are refused before
 # the recursive builder could exhaust the interpreter's stack.
 MAX_DEPTH = 100
-# An alias may be expanded many times; past this many values in one file the
-# file is refused, so that a "billion laughs" document cannot exhaust memory.
-MAX_VALUES = 2_000_000
+# An alias repeats what its anchor holds; past this many values built through aliases
+# a file is refused, so that a "billion laughs" document cannot exhaust memory. Without
+# aliases a document is no bigger than its (size-capped) text.
+MAX_ALIAS_VALUES = 100_000
 
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 _COLLECTION_TAGS = {"tag:yaml.org,2002:seq", "tag:yaml.org,2002:map"}
@@ -183,7 +184,9 @@ class _Builder:
         self.construct = construct
         self.problems = problems
         self.active: set[int] = set()  # nodes being built: an alias back into one is a cycle
-        self.count = 0
+        self.built: set[int] = set()  # collections built once: building one again is an alias
+        self.repeating = 0  # how many aliased collections are being built around us
+        self.alias_values = 0
         self.too_big = False
         self.depth = 0
 
@@ -192,19 +195,23 @@ class _Builder:
         return Where(self.path, mark.line + 1, mark.column + 1)
 
     def build(self, node: Node) -> Any:
-        self.count += 1
-        if isinstance(node, ScalarNode) and self.count <= MAX_VALUES:
+        if self.repeating:
+            self.alias_values += 1
+        if isinstance(node, ScalarNode) and self.alias_values <= MAX_ALIAS_VALUES:
             return self.scalar(node)
         refusal = self.refusal(node)
         if refusal is not None:
             if not self.too_big:  # after an alias bomb, one problem is enough
                 self.problems.append(error(self.where(node), "yaml-syntax", refusal))
-            self.too_big = self.too_big or self.count > MAX_VALUES
+            self.too_big = self.too_big or self.alias_values > MAX_ALIAS_VALUES
             return None
         if node.tag not in _COLLECTION_TAGS:
             self.problems.append(
                 error(self.where(node), "yaml-syntax", f"unknown tag '{node.tag}'")
             )
+        again = id(node) in self.built
+        self.built.add(id(node))
+        self.repeating += again
         self.active.add(id(node))
         self.depth += 1
         try:
@@ -213,12 +220,13 @@ class _Builder:
             return self.mapping(node) if isinstance(node, MappingNode) else None
         finally:
             self.depth -= 1
+            self.repeating -= again
             self.active.discard(id(node))
 
     def refusal(self, node: Node) -> str | None:
         """Why this node is not built, if it is not."""
-        if self.count > MAX_VALUES:
-            return f"the document expands to more than {MAX_VALUES} values (alias bomb?)"
+        if self.alias_values > MAX_ALIAS_VALUES:
+            return f"aliases expand to more than {MAX_ALIAS_VALUES} values (alias bomb?)"
         if id(node) in self.active:
             return "an alias refers to itself"
         if self.depth >= MAX_DEPTH:
@@ -271,8 +279,8 @@ class _Builder:
 
     def key(self, node: Node) -> str | None:
         if isinstance(node, ScalarNode):
-            value = self.scalar(node)
-            return "null" if value is None else str(value)
+            # Keys are names in the config language: `true:` is the key "true", not True.
+            return str(node.value)
         self.problems.append(error(self.where(node), "yaml-syntax", "a key must be a plain value"))
         return None
 
