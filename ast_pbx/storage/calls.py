@@ -1,0 +1,243 @@
+"""The call log: one row per call, written by the engine, read by the history page.
+
+Sync and short: each method is one transaction, so the asyncio engine can call it
+through `asyncio.to_thread`. Callers get frozen `CallRecord`s, never ORM objects.
+Times must be timezone-aware; they come back in UTC.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import overload
+
+import sqlalchemy as sa
+
+from ast_pbx.storage.db import Database
+from ast_pbx.storage.models import Call
+
+
+@dataclass(frozen=True)
+class CallRecord:
+    """A call as logged; see `models.Call` for what each field means."""
+
+    id: int
+    channel_id: str
+    started_at: datetime
+    answered_at: datetime | None
+    ended_at: datetime | None
+    caller: str | None
+    called: str
+    path: tuple[str, ...]
+    outcome: str | None
+    reason: str | None
+    trunk: str | None
+    external: bool
+    config_version: str | None
+    marked: bool
+    recording: str | None
+
+    @property
+    def duration(self) -> timedelta | None:
+        """From the first event to hangup; None while the call goes on."""
+        return None if self.ended_at is None else self.ended_at - self.started_at
+
+    @property
+    def talk_time(self) -> timedelta | None:
+        """From answer to hangup; None if never answered or not over."""
+        if self.ended_at is None or self.answered_at is None:
+            return None
+        return self.ended_at - self.answered_at
+
+    @classmethod
+    def of(cls, call: Call) -> CallRecord:
+        return cls(
+            id=call.id,
+            channel_id=call.channel_id,
+            started_at=call.started_at,
+            answered_at=call.answered_at,
+            ended_at=call.ended_at,
+            caller=call.caller,
+            called=call.called,
+            path=tuple(call.path),
+            outcome=call.outcome,
+            reason=call.reason,
+            trunk=call.trunk,
+            external=call.external,
+            config_version=call.config_version,
+            marked=call.marked,
+            recording=call.recording,
+        )
+
+
+class CallLog:
+    """Repository of the `calls` table over a `Database`."""
+
+    def __init__(self, database: Database) -> None:
+        self._database = database
+
+    def started(
+        self,
+        channel_id: str,
+        caller: str | None,
+        called: str,
+        *,
+        at: datetime,
+        trunk: str | None = None,
+        external: bool = False,
+        config_version: str | None = None,
+    ) -> int:
+        """Log a new call; its id. A channel id already logged raises StorageError."""
+        call = Call(
+            channel_id=_fit("channel_id", channel_id),
+            started_at=_aware(at),
+            caller=_fit("caller", caller),
+            called=_fit("called", called),
+            path=[],
+            trunk=_fit("trunk", trunk),
+            external=external,
+            config_version=_fit("config_version", config_version),
+            marked=False,
+        )
+        with self._database.session() as session:
+            session.add(call)
+            session.flush()
+            return call.id
+
+    def answered(self, channel_id: str, at: datetime) -> bool:
+        """Note the answer time; the first one stays. False if the call is unknown."""
+        at = _aware(at)
+
+        def change(call: Call) -> None:
+            if call.answered_at is None:
+                call.answered_at = at
+
+        return self._change(channel_id, change)
+
+    def visited(self, channel_id: str, numbers: list[str]) -> bool:
+        """Append numbers to the call's path. False if the call is unknown."""
+
+        def change(call: Call) -> None:
+            # A new list: SQLAlchemy does not see in-place changes to a JSON value.
+            call.path = [*call.path, *numbers]
+
+        return self._change(channel_id, change)
+
+    def ended(
+        self, channel_id: str, *, at: datetime, outcome: str | None, reason: str | None
+    ) -> bool:
+        """Note the end, how and why; the first end stays.
+
+        False, not an error, if the call is unknown (e.g. it began before a restart
+        or its start failed to log): worth a log line, not a crash.
+        """
+        at = _aware(at)
+
+        def change(call: Call) -> None:
+            if call.ended_at is None:
+                call.ended_at = at
+                call.outcome = _fit("outcome", outcome)
+                call.reason = _fit("reason", reason)
+
+        return self._change(channel_id, change)
+
+    def recorded(self, channel_id: str, recording: str) -> bool:
+        """Note the file of the call's recording. False if the call is unknown."""
+
+        def change(call: Call) -> None:
+            call.recording = _fit("recording", recording)
+
+        return self._change(channel_id, change)
+
+    def get(self, channel_id: str) -> CallRecord | None:
+        """The call of a channel, or None."""
+        query = sa.select(Call).where(Call.channel_id == _fit("channel_id", channel_id))
+        with self._database.session() as session:
+            call = session.scalars(query).one_or_none()
+            return None if call is None else CallRecord.of(call)
+
+    def history(
+        self,
+        start: datetime,
+        end: datetime,
+        *,
+        caller: str | None = None,
+        called: str | None = None,
+        marked_only: bool = False,
+        limit: int = 1000,
+    ) -> list[CallRecord]:
+        """Calls started in [start, end), newest first, at most `limit`.
+
+        `caller` and `called` match any part of the number, as the history page
+        filters by a fragment; `marked_only` keeps the marked calls.
+        """
+        query = sa.select(Call).where(
+            Call.started_at >= _aware(start), Call.started_at < _aware(end)
+        )
+        if caller:
+            query = query.where(Call.caller.contains(caller, autoescape=True))
+        if called:
+            query = query.where(Call.called.contains(called, autoescape=True))
+        if marked_only:
+            query = query.where(Call.marked)
+        query = query.order_by(Call.started_at.desc(), Call.id.desc()).limit(limit)
+        with self._database.session() as session:
+            return [CallRecord.of(call) for call in session.scalars(query)]
+
+    def mark(self, call_id: int, marked: bool = True) -> bool:
+        """Set or clear the mark ("отметка") of a call. False if there is no such call."""
+        with self._database.session() as session:
+            call = session.get(Call, call_id)
+            if call is None:
+                return False
+            call.marked = marked
+            return True
+
+    def _change(self, channel_id: str, change: Callable[[Call], None]) -> bool:
+        """Apply `change` to the call of a channel in one transaction."""
+        query = (
+            sa.select(Call)
+            .where(Call.channel_id == _fit("channel_id", channel_id))
+            # PostgreSQL: a row lock, so two events of one call cannot lose a path step.
+            # SQLite ignores it; there the engine handling one call's events in order is
+            # what keeps read-modify-write safe.
+            .with_for_update()
+        )
+        with self._database.session() as session:
+            call = session.scalars(query).one_or_none()
+            if call is None:
+                return False
+            change(call)
+            return True
+
+
+def _aware(at: datetime) -> datetime:
+    # A naive time is ambiguous (host zone? config zone?); refuse it at the door.
+    if at.tzinfo is None or at.utcoffset() is None:
+        raise ValueError(f"naive datetime {at.isoformat()}: pass a timezone-aware one")
+    return at
+
+
+def _lengths() -> dict[str, int]:
+    table = Call.__table__
+    return {
+        column.name: column.type.length
+        for column in table.columns
+        if isinstance(column.type, sa.String) and column.type.length
+    }
+
+
+_LENGTHS = _lengths()
+
+
+@overload
+def _fit(column: str, value: str) -> str: ...
+@overload
+def _fit(column: str, value: None) -> None: ...
+@overload
+def _fit(column: str, value: str | None) -> str | None: ...
+def _fit(column: str, value: str | None) -> str | None:
+    """Cut to the column's length: PostgreSQL rejects longer text, and an odd caller
+    id from a trunk must not cost the call its log row."""
+    return None if value is None else value[: _LENGTHS[column]]
