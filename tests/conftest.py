@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from ast_pbx.lint.linter import Report, check
+from tests.sandbox_fixture import sandbox  # noqa: F401
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "mfc"

@@ -340,11 +340,12 @@ def build_test(raw: Raw) -> CallTest | None:
 
 def build_system(raw: Raw) -> System:
     ari, http, paths, tts, api = (raw.map(k) for k in ("ari", "http", "paths", "tts", "api"))
+    asterisk = raw.map("asterisk")
     base = os.path.dirname(raw.node.where.file)
 
     def path(section: Raw, key: str) -> str | None:
         value = section.text(key)
-        return None if value is None else os.path.normpath(os.path.join(base, value))
+        return None if value is None else os.path.abspath(os.path.join(base, value))
 
     yandex = tts.map("yandex")
     yandex_keys = {k: v for k, v in yandex.node.items() if isinstance(v, str)}
@@ -359,7 +360,9 @@ def build_system(raw: Raw) -> System:
             ari.text("app") or Ari.app,
             **ari.place,
         ),
-        path(raw.map("asterisk"), "config_dir") or System.asterisk_config_dir,
+        path(asterisk, "config_dir") or System.asterisk_config_dir,
+        asterisk.text("sip") or System.asterisk_sip,
+        asterisk.text("phone_dial") or System.phone_dial,
         raw.text("database"),
         http.text("listen") or System.http_listen,
         Paths(

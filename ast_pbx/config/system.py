@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from datetime import datetime, tzinfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ast_pbx.config.model import Located
 
@@ -53,11 +55,25 @@ class System(Located):
     timezone: str | None = None  # None: the host zone
     ari: Ari = Ari()
     asterisk_config_dir: str = "/etc/asterisk/custom"
+    asterisk_sip: str = "127.0.0.1:5060"  # HOST:PORT of the PJSIP UDP transport
+    # How the engine dials a phone; a test bench or another PBX may answer for the phones.
+    phone_dial: str = "PJSIP/{number}"
     database: str | None = None  # None: SQLite file in the data directory
     http_listen: str = "127.0.0.1:8080"
     paths: Paths = Paths()
     tts: Tts = Tts()
     api: Api = Api()
+
+    def zone(self) -> tzinfo:
+        """The timezone rules and tests use: `timezone`, or the host's when none is set."""
+        if self.timezone:
+            try:
+                return ZoneInfo(self.timezone)
+            except (ZoneInfoNotFoundError, ValueError):
+                pass  # `check` reports it (unknown-timezone); no command runs such a config
+        host = datetime.now().astimezone().tzinfo
+        assert host is not None
+        return host
 
     @property
     def database_url(self) -> str:
