@@ -414,7 +414,9 @@ def base_files(sandbox: Sandbox) -> dict[str, str]:
         "extensions.conf": head
         + "[general]\nstatic=yes\nwriteprotect=no\nclearglobalvars=no\n\n[globals]\n\n"
         + "; the dialplan that hands calls to the Stasis app: `astpbx apply`\n"
-        + "#tryinclude custom/extensions_astpbx.conf\n",
+        + "#tryinclude custom/extensions_astpbx.conf\n"
+        + "; your own contexts beside it (test phones, a lab's extras): never written by astpbx\n"
+        + "#tryinclude custom/extensions_local.conf\n",
         "logger.conf": head
         + "[general]\n\n[logfiles]\n"
         + "console => notice,warning,error\n"

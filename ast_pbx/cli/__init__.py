@@ -9,8 +9,11 @@ from typing import NoReturn
 import typer
 
 from ast_pbx import __version__
+from ast_pbx.cli import apply as apply_cmd
 from ast_pbx.cli import check as check_cmd
 from ast_pbx.cli import graph as graph_cmd
+from ast_pbx.cli import run as run_cmd
+from ast_pbx.cli import sandbox as sandbox_cmd
 from ast_pbx.cli import schema as schema_cmd
 from ast_pbx.cli import simulate as simulate_cmd
 from ast_pbx.errors import EXIT_USAGE, AstPbxError
@@ -44,6 +47,9 @@ check_cmd.register(app)
 schema_cmd.register(app)
 graph_cmd.register(app)
 simulate_cmd.register(app)
+run_cmd.register(app)
+sandbox_cmd.register(app)
+apply_cmd.register(app)
 
 
 def main(argv: list[str] | None = None) -> NoReturn:

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, tzinfo
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from datetime import tzinfo
 
 import typer
 
@@ -27,11 +26,4 @@ def load_valid(path: str, *, need_env: bool = False) -> Config:
 
 def config_timezone(config: Config) -> tzinfo:
     """The system timezone of the config, or the host's when it names none."""
-    if config.system.timezone:
-        try:
-            return ZoneInfo(config.system.timezone)
-        except (ZoneInfoNotFoundError, ValueError):
-            pass  # `check` reports it; load_valid has refused such a config already
-    host = datetime.now().astimezone().tzinfo
-    assert host is not None
-    return host
+    return config.system.zone()

@@ -141,12 +141,15 @@ class Call:
         return self._goto(handler, "", now)
 
     def hangup(self, now: datetime) -> list[Action]:
-        """The caller hung up."""
+        """The caller hung up. One who gives up waiting in a queue ends there (abandoned)."""
         if self.phase is Phase.ENDED:
             return []
+        queued = self.phase is Phase.QUEUED
         self.phase = Phase.ENDED
-        self.ends = "hangup"
-        self.steps.append(Ended("hangup", "caller hung up"))
+        self.ends = self.ends if queued and self.ends else "hangup"
+        self.steps.append(
+            Ended(self.ends, "caller hung up in the queue" if queued else "caller hung up")
+        )
         return []
 
     # Decisions

@@ -32,8 +32,9 @@ def check(path: str, env: Mapping[str, str] | None = None) -> Report:
     return Report(path, loaded.files, run_rules(loaded))
 
 
-def load_for_use(path: str, env: Mapping[str, str] | None = None, *,
-                 need_env: bool = True) -> Loaded:
+def load_for_use(
+    path: str, env: Mapping[str, str] | None = None, *, need_env: bool = True
+) -> Loaded:
     """The config at `path` for a command that uses it: ConfigInvalid (carrying the
     problems) when any rule finds an error. Warnings are `check`'s business."""
     loaded = load(path, env, need_env=need_env)

@@ -1,0 +1,196 @@
+"""The engine: routes ARI events to calls, owns what calls share, reloads the config."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Coroutine
+from datetime import UTC, datetime
+from typing import Any
+
+import watchfiles
+
+from ast_pbx.ari import AriClient, AriError
+from ast_pbx.config.model import Trunk
+from ast_pbx.core.scenarios import Answer
+from ast_pbx.core.steps import Play
+from ast_pbx.engine.directory import SqlDirectory
+from ast_pbx.engine.session import PEER_UP, CallSession
+from ast_pbx.engine.version import ConfigVersion
+
+log = logging.getLogger("astpbx.engine")
+
+Clock = Callable[[], datetime]
+
+
+class Engine:
+    def __init__(
+        self,
+        config_path: str,
+        version: ConfigVersion,
+        *,
+        clock: Clock = lambda: datetime.now(UTC),
+        prepare: Any = None,
+        call_log: Any = None,
+        tts: Any = None,
+    ) -> None:
+        self.config_path = config_path
+        self.current = version
+        self.clock = clock
+        self.call_log = call_log  # ast_pbx.storage.calls.CallLog, or None to keep no log
+        self.tts = tts  # async (text) -> media URI
+        self._prepare = prepare  # blocking (path) -> ConfigVersion, for reloads
+        system = version.config.system
+        self.app = system.ari.app
+        self.ari = AriClient(
+            system.ari.url,
+            system.ari.username,
+            system.ari.password,
+            self.app,
+            on_event=self.on_event,
+            on_connected=self.resync,
+        )
+        self.directory = SqlDirectory(version.config.directory)
+        self.sessions: dict[str, CallSession] = {}
+        self.peers: dict[str, CallSession] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    # Running
+
+    async def run(self, stop: asyncio.Event) -> None:
+        connection = asyncio.create_task(self.ari.run(), name="ari")
+        watcher = asyncio.create_task(self._watch_config(stop), name="config watcher")
+        await stop.wait()
+        await self.ari.close()
+        for session in list(self.sessions.values()):
+            session.put({"type": "StasisEnd", "channel": {"id": session.id}})
+        await asyncio.gather(
+            *(s.task for s in self.sessions.values() if s.task), return_exceptions=True
+        )
+        watcher.cancel()
+        await asyncio.gather(connection, watcher, return_exceptions=True)
+        self.directory.close()
+
+    def spawn(self, coroutine: Coroutine[Any, Any, Any]) -> None:
+        task = asyncio.create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # Events
+
+    def on_event(self, event: dict[str, Any]) -> None:
+        kind = event.get("type")
+        channel = event.get("channel") or {}
+        channel_id = str(channel.get("id", "")) or _playback_channel(event)
+        if kind == "StasisStart":
+            self._stasis_start(event, channel)
+            return
+        session = self.sessions.get(channel_id) or self.peers.get(channel_id)
+        if session is not None:
+            session.put(event)
+
+    def _stasis_start(self, event: dict[str, Any], channel: dict[str, Any]) -> None:
+        args = [str(a) for a in event.get("args") or []]
+        channel_id = str(channel.get("id", ""))
+        if args[:1] == ["dialed"]:
+            owner = args[1] if len(args) > 1 else ""
+            parent = self.peers.get(channel_id) or self.sessions.get(owner)
+            if parent is not None:
+                parent.put({"type": PEER_UP, "peer": channel_id})
+            return
+        if channel_id in self.sessions or not channel_id:
+            return
+        session = CallSession(self, self.current, channel, args)
+        self.sessions[channel_id] = session
+        session.start()
+
+    def watch_peer(self, peer: str, session: CallSession) -> None:
+        self.peers[peer] = session
+
+    def forget(self, session: CallSession) -> None:
+        self.sessions.pop(session.id, None)
+        if session.peer is not None:
+            self.peers.pop(session.peer, None)
+        for peer, owner in list(self.peers.items()):
+            if owner is session:
+                del self.peers[peer]
+
+    async def resync(self) -> None:
+        """After a (re)connection: end the calls whose channels are gone, hang up the
+        channels left in the application that no call owns (a restarted engine cannot
+        know where they were)."""
+        try:
+            application = await self.ari.request("GET", f"applications/{self.app}")
+        except AriError as exc:
+            log.warning("cannot list the channels of %s: %s", self.app, exc)
+            return
+        present = {str(c).removeprefix("channel:") for c in application.get("channel_ids", [])}
+        for channel_id, session in list(self.sessions.items()):
+            if channel_id not in present:
+                session.put({"type": "StasisEnd", "channel": {"id": channel_id}})
+        for channel_id in present - set(self.sessions) - set(self.peers):
+            log.info("hanging up channel %s left in %s without a call", channel_id, self.app)
+            await self.ari.quiet("DELETE", f"channels/{channel_id}")
+
+    # What calls share
+
+    async def media(self, version: ConfigVersion, play: Play) -> str:
+        if play.prompt == "audio":
+            path = version.audio.get(play.value)
+            if path is None:
+                raise AriError(f"audio {play.value} was not converted")
+            return "sound:" + str(path.with_suffix(""))
+        if self.tts is None:
+            raise AriError("no TTS engine")
+        media: str = await self.tts(play.value)
+        return media
+
+    async def lookup(self, version: ConfigVersion, scenario: str, key: str) -> Answer:
+        if scenario == "callback_request":
+            return False  # callback requests are stored by the callbacks feature, not yet here
+        return await self.directory.lookup_async(scenario, key)
+
+    def phone_endpoint(self, version: ConfigVersion, number: str) -> str:
+        return version.config.system.phone_dial.replace("{number}", number)
+
+    def trunk_endpoint(self, trunk: Trunk, number: str) -> str:
+        if trunk.endpoint:
+            technology, _, name = trunk.endpoint.partition("/")
+            return f"{technology}/{number}@{name}"
+        return f"PJSIP/{number}@{trunk.name}"
+
+    async def record(self, what: str, *args: Any, **kwargs: Any) -> None:
+        """Write to the call log without holding up the call; a failure is only logged."""
+        if self.call_log is None:
+            return
+        try:
+            await asyncio.to_thread(getattr(self.call_log, what), *args, **kwargs)
+        except Exception:
+            log.exception("call log: %s failed", what)
+
+    # Reloading
+
+    async def _watch_config(self, stop: asyncio.Event) -> None:
+        if self._prepare is None:
+            return
+        async for _ in watchfiles.awatch(self.config_path, stop_event=stop, debounce=300):
+            await self.reload()
+
+    async def reload(self) -> bool:
+        """Swap in the config on disk if it is valid; calls already up keep theirs."""
+        try:
+            version = await asyncio.to_thread(self._prepare, self.config_path)
+        except Exception as exc:
+            log.error("config %s not reloaded: %s", self.config_path, exc)
+            for problem in getattr(exc, "problems", ()):
+                log.error("  %s", problem)
+            return False
+        if version.version != self.current.version:
+            self.current = version
+            log.info("config version %s loaded; new calls use it", version.version)
+        return True
+
+
+def _playback_channel(event: dict[str, Any]) -> str:
+    target = str((event.get("playback") or {}).get("target_uri", ""))
+    return target.removeprefix("channel:") if target.startswith("channel:") else ""

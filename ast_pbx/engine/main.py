@@ -1,0 +1,67 @@
+"""Wiring of the engine: config version, database, TTS and ARI put together."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+from ast_pbx.audio import convert_all
+from ast_pbx.config.configuration import Config
+from ast_pbx.engine.engine import Clock, Engine
+from ast_pbx.engine.version import ConfigVersion, prepare
+from ast_pbx.storage.calls import CallLog
+from ast_pbx.storage.db import open_database
+from ast_pbx.tts import TtsCache, asterisk_media, ensure_async, make_engine
+
+log = logging.getLogger("astpbx")
+
+
+def _converted(config: Config, audio_dir: Path) -> dict[str, Path]:
+    return dict(convert_all(config, audio_dir).paths)
+
+
+def prepare_version(path: str) -> ConfigVersion:
+    """Load, check and get ready a config for the engine (blocking)."""
+    return prepare(path, _converted)
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+async def serve(
+    path: str,
+    version: ConfigVersion,
+    stop: asyncio.Event,
+    *,
+    clock: Clock = _utc_now,
+    started: Callable[[Engine], None] | None = None,
+) -> None:
+    """Run the engine until `stop` is set."""
+    system = version.config.system
+    database = open_database(system.database_url)
+    await asyncio.to_thread(database.migrate)
+    cache = TtsCache(Path(system.paths.dir("tts-cache")), make_engine(system.tts), system.tts.voice)
+
+    async def say(text: str) -> str:
+        return asterisk_media(await ensure_async(cache, text))
+
+    engine = Engine(
+        path, version, clock=clock, prepare=prepare_version, call_log=CallLog(database), tts=say
+    )
+    log.info(
+        "astpbx engine: config %s version %s, ARI %s app %s",
+        path,
+        version.version,
+        system.ari.url,
+        system.ari.app,
+    )
+    if started is not None:
+        started(engine)
+    try:
+        await engine.run(stop)
+    finally:
+        database.dispose()

@@ -1,0 +1,247 @@
+"""One call on Asterisk: ARI events in, the core's decisions, ARI requests out.
+
+Events of the call are queued and handled one at a time, in order; calls do not
+wait for each other. Whatever goes wrong inside a call, its channel is hung up
+rather than left in the application (wazo-calld's rule), and the call log entry
+is closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from ast_pbx.ari import AriError
+from ast_pbx.core.call import Call, Phase
+from ast_pbx.core.steps import (
+    Action,
+    DialPhone,
+    DialTrunk,
+    EnterQueue,
+    Hangup,
+    Lookup,
+    Play,
+    StartTimer,
+    StopPlayback,
+)
+from ast_pbx.engine.version import ConfigVersion
+
+if TYPE_CHECKING:
+    from ast_pbx.engine.engine import Engine
+
+log = logging.getLogger("astpbx.call")
+
+# Internal events: timers, directory answers, the peer of a dial.
+TIMER, LOOKUP, PEER_UP = "astpbx.timer", "astpbx.lookup", "astpbx.peer_up"
+GONE = frozenset({"StasisEnd", "ChannelDestroyed", "ChannelHangupRequest"})
+DIAL_TIMEOUT = 30
+
+
+class CallSession:
+    def __init__(
+        self, engine: Engine, version: ConfigVersion, channel: dict[str, Any], args: list[str]
+    ) -> None:
+        self.engine = engine
+        self.version = version  # the config this call started on: it keeps it to the end
+        self.id = str(channel["id"])
+        caller = (channel.get("caller") or {}).get("number") or None
+        called = str((channel.get("dialplan") or {}).get("exten") or "")
+        trunk = version.config.trunk_by_name.get(args[1]) if args[:1] == ["trunk"] else None
+        self.trunk = trunk
+        self.call = Call(version.config, called=called, caller=caller, tz=version.tz, trunk=trunk)
+        self.events: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.playback: str | None = None
+        self.peer: str | None = None
+        self.bridge: str | None = None
+        self._playbacks = 0
+        self._logged_visits = 0
+        self._timers: list[asyncio.TimerHandle] = []
+        self.task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self.task = asyncio.create_task(self._run(), name=f"call {self.id}")
+
+    def put(self, event: dict[str, Any]) -> None:
+        self.events.put_nowait(event)
+
+    @property
+    def ari(self) -> Any:
+        return self.engine.ari
+
+    def _now(self) -> datetime:
+        return self.engine.clock()
+
+    async def _run(self) -> None:
+        try:
+            await self._begin()
+            while self.call.phase is not Phase.ENDED or self.peer is not None:
+                event = await self.events.get()
+                if not await self._handle(event):
+                    break
+        except Exception:
+            log.exception("call %s failed; hanging up", self.id)
+            self.call.hangup(self._now())
+        finally:
+            await self._finish()
+
+    async def _begin(self) -> None:
+        log.info("call %s from %s to %s", self.id, self.call.caller, self.call.called)
+        await self.engine.record(
+            "started",
+            self.id,
+            self.call.caller,
+            self.call.called,
+            at=self._now(),
+            trunk=self.trunk.name if self.trunk else None,
+            external=bool(self.trunk and self.trunk.external),
+            config_version=self.version.version,
+        )
+        await self.ari.request("POST", f"channels/{self.id}/answer")
+        await self.engine.record("answered", self.id, self._now())
+        await self._execute(self.call.start(self._now()))
+
+    async def _handle(self, event: dict[str, Any]) -> bool:
+        """Feed one event to the core; False when the call is over for us."""
+        kind = event.get("type")
+        now = self._now()
+        if kind in GONE:
+            return await self._gone(event)
+        if kind == "ChannelDtmfReceived":
+            await self._execute(self.call.dtmf(str(event.get("digit", "")), now))
+        elif kind == "PlaybackFinished":
+            if (event.get("playback") or {}).get("id") == self.playback:
+                self.playback = None
+                await self._execute(self.call.prompt_done(now))
+        elif kind == TIMER:
+            await self._execute(self.call.timer(int(event["token"]), now))
+        elif kind == LOOKUP:
+            await self._execute(self.call.lookup_done(event.get("answer"), now))
+        elif kind == PEER_UP:
+            await self._bridge(str(event["peer"]))
+        return True
+
+    async def _gone(self, event: dict[str, Any]) -> bool:
+        channel = str((event.get("channel") or {}).get("id", ""))
+        if channel == self.peer:
+            self.peer = None
+            log.info("call %s: the called side hung up", self.id)
+            await self.ari.quiet("DELETE", f"channels/{self.id}")
+            return self.call.phase is not Phase.ENDED
+        self.call.hangup(self._now())
+        if self.peer is not None:
+            await self.ari.quiet("DELETE", f"channels/{self.peer}")
+            self.peer = None
+        return False
+
+    async def _execute(self, actions: list[Action]) -> None:
+        for action in actions:
+            await self._do(action)
+        await self._log_visits()
+
+    async def _do(self, action: Action) -> None:
+        handlers: dict[type[Action], Callable[[Any], Awaitable[None]]] = {
+            Play: self._play,
+            StopPlayback: self._stop_playback,
+            StartTimer: self._start_timer,
+            Lookup: self._lookup,
+            EnterQueue: self._enter_queue,
+            DialPhone: self._dial_phone,
+            DialTrunk: self._dial_trunk,
+            Hangup: self._hangup,
+        }
+        await handlers[type(action)](action)
+
+    async def _play(self, action: Play) -> None:
+        media = await self.engine.media(self.version, action)
+        self._playbacks += 1
+        self.playback = f"{self.id}-p{self._playbacks}"
+        await self.ari.request(
+            "POST", f"channels/{self.id}/play", {"media": media, "playbackId": self.playback}
+        )
+
+    async def _stop_playback(self, action: StopPlayback) -> None:
+        if self.playback is not None:
+            playback, self.playback = self.playback, None
+            await self.ari.quiet("DELETE", f"playbacks/{playback}")
+
+    async def _start_timer(self, action: StartTimer) -> None:
+        loop = asyncio.get_running_loop()
+        event = {"type": TIMER, "token": action.token}
+        self._timers.append(loop.call_later(action.seconds, self.put, event))
+
+    async def _lookup(self, action: Lookup) -> None:
+        async def ask() -> None:
+            try:
+                answer = await self.engine.lookup(self.version, action.scenario, action.key)
+            except Exception:  # a directory that fails answers "nothing found"
+                log.exception("call %s: directory lookup %s failed", self.id, action.scenario)
+                answer = None
+            self.put({"type": LOOKUP, "answer": answer})
+
+        self.engine.spawn(ask())
+
+    async def _enter_queue(self, action: EnterQueue) -> None:
+        # Until the queue engine rings operators, a queued caller hears ringing.
+        await self.ari.request("POST", f"channels/{self.id}/ring")
+
+    async def _dial_phone(self, action: DialPhone) -> None:
+        await self._dial(self.engine.phone_endpoint(self.version, action.phone))
+
+    async def _dial_trunk(self, action: DialTrunk) -> None:
+        trunk = self.version.config.trunk_by_name[action.trunk]
+        await self._dial(self.engine.trunk_endpoint(trunk, action.number))
+
+    async def _dial(self, endpoint: str) -> None:
+        params = {
+            "endpoint": endpoint,
+            "app": self.engine.app,
+            "appArgs": f"dialed,{self.id}",
+            "timeout": DIAL_TIMEOUT,
+            "callerId": self.call.caller or "",
+        }
+        try:
+            peer = await self.ari.request("POST", "channels", params)
+        except AriError as exc:
+            log.warning("call %s: dialing %s failed: %s", self.id, endpoint, exc)
+            await self.ari.quiet("DELETE", f"channels/{self.id}")
+            return
+        self.peer = str(peer["id"])
+        self.engine.watch_peer(self.peer, self)
+        await self.ari.request("POST", f"channels/{self.id}/ring")
+
+    async def _bridge(self, peer: str) -> None:
+        bridge = await self.ari.request("POST", "bridges", {"type": "mixing"})
+        self.bridge = str(bridge["id"])
+        await self.ari.request(
+            "POST", f"bridges/{self.bridge}/addChannel", {"channel": f"{self.id},{peer}"}
+        )
+        log.info("call %s: bridged with %s", self.id, peer)
+
+    async def _hangup(self, action: Hangup) -> None:
+        log.info("call %s: hang up (%s)", self.id, action.reason)
+        await self.ari.quiet("DELETE", f"channels/{self.id}")
+
+    async def _log_visits(self) -> None:
+        new = self.call.visits[self._logged_visits :]
+        if new:
+            self._logged_visits = len(self.call.visits)
+            await self.engine.record("visited", self.id, list(new))
+
+    async def _finish(self) -> None:
+        for timer in self._timers:
+            timer.cancel()
+        if self.call.phase is not Phase.ENDED:
+            self.call.hangup(self._now())
+        await self.ari.quiet("DELETE", f"channels/{self.id}")
+        if self.bridge is not None:
+            await self.ari.quiet("DELETE", f"bridges/{self.bridge}")
+        ended = self.call.steps[-1] if self.call.steps else None
+        reason = getattr(ended, "reason", None)
+        await self.engine.record(
+            "ended", self.id, at=self._now(), outcome=self.call.ends or "hangup", reason=reason
+        )
+        self.engine.forget(self)
+        log.info("call %s ended: %s (%s)", self.id, self.call.ends, reason)

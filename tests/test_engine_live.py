@@ -1,0 +1,235 @@
+"""The engine on a real Asterisk: examples/mfc driven by real calls through the sandbox.
+
+The engine runs in this process (in a thread of its own) with a clock the tests can
+move, so a rule "on Mondays" applies when a test says it is Monday. Calls are placed
+with `astpbx call`, which dials through Asterisk and reads the engine's call log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import subprocess
+import sys
+import textwrap
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from ast_pbx.engine.engine import Engine
+from ast_pbx.engine.main import prepare_version, serve
+from tests.conftest import EXAMPLE
+from tests.sandbox_fixture import SandboxInfo
+
+pytestmark = pytest.mark.asterisk
+
+MSK = ZoneInfo("Europe/Moscow")
+TUESDAY = datetime(2026, 3, 3, 10, 0, tzinfo=MSK)
+MONDAY = datetime(2026, 3, 2, 10, 0, tzinfo=MSK)
+
+# Phones answered by Local channels: the engine dials Local/N@astpbx-test-phones.
+TEST_PHONES = """\
+[astpbx-test-phones]
+exten => _X!,1,Answer()
+ same => n,Wait(2)
+ same => n,Hangup()
+"""
+
+
+class MovableClock:
+    """Real time, shifted so that it reads what a test wants it to read."""
+
+    def __init__(self) -> None:
+        self.offset = timedelta()
+
+    def set(self, moment: datetime) -> None:
+        self.offset = moment - datetime.now(UTC)
+
+    def __call__(self) -> datetime:
+        return datetime.now(UTC) + self.offset
+
+
+@dataclass
+class Live:
+    config: Path
+    clock: MovableClock
+    engine: Engine | None = None
+    loop: asyncio.AbstractEventLoop | None = None
+    stop: asyncio.Event | None = None
+    ready: threading.Event = field(default_factory=threading.Event)
+
+    def call(
+        self,
+        to: str,
+        input_text: str = "",
+        *,
+        hang_up: bool = False,
+        timeout: float = 30,
+        caller: str = "+79001112233",
+    ) -> tuple[list[str], str]:
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "ast_pbx",
+                "call",
+                str(self.config),
+                "--to",
+                to,
+                "--from",
+                caller,
+                "--input",
+                input_text,
+                "--timeout",
+                str(timeout),
+                *(["--hang-up"] if hang_up else []),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=timeout + 60,
+            check=False,
+        )
+        lines = dict(line.split(": ", 1) for line in result.stdout.splitlines() if ": " in line)
+        assert "visits" in lines, result.stdout + result.stderr
+        return lines["visits"].split(), lines["ends"]
+
+
+def _write_config(sandbox: SandboxInfo, base: Path) -> Path:
+    config = base / "config"
+    shutil.copytree(
+        EXAMPLE, config, ignore=shutil.ignore_patterns("system.yaml", "directory.yaml", "*.md")
+    )
+    (config / "system.yaml").write_text(
+        textwrap.dedent(f"""\
+        system:
+          timezone: Europe/Moscow
+          ari: {{url: "{sandbox.ari_url}", username: "{sandbox.username}",
+                password: "{sandbox.password}", app: "{sandbox.app}"}}
+          asterisk: {{config_dir: "{sandbox.asterisk_config_dir}", sip: "{sandbox.sip}",
+                     phone_dial: "Local/{{number}}@astpbx-test-phones"}}
+          paths: {{data: "{sandbox.data_dir}"}}
+          database: "sqlite:///{base}/calls.db"
+          tts: {{engine: espeak, voice: ru}}
+        """),
+        encoding="utf-8",
+    )
+    # A menu with handlers but no timeout handler: it hangs up after 15 s by default.
+    (config / "zz-live.yaml").write_text(
+        textwrap.dedent("""\
+        menus:
+          - number: "96000"
+            entry: true
+            say: Нажмите единицу.
+            on:
+              - {key: "1", goto: "93000"}
+        """),
+        encoding="utf-8",
+    )
+    return config
+
+
+def _run_engine(live: Live) -> None:
+    async def main() -> None:
+        live.loop = asyncio.get_running_loop()
+        live.stop = asyncio.Event()
+        version = await asyncio.to_thread(prepare_version, str(live.config))
+
+        def started(engine: Engine) -> None:
+            live.engine = engine
+
+        serving = asyncio.create_task(
+            serve(str(live.config), version, live.stop, clock=live.clock, started=started)
+        )
+        while live.engine is None or not live.engine.ari.connected:
+            await asyncio.sleep(0.05)
+        live.ready.set()
+        await serving
+
+    asyncio.run(main())
+
+
+@pytest.fixture(scope="module")
+def live(sandbox: SandboxInfo, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
+    base = tmp_path_factory.mktemp("live")
+    config = _write_config(sandbox, base)
+    local = sandbox.asterisk_config_dir / "extensions_local.conf"
+    local.write_text(TEST_PHONES, encoding="utf-8")
+    applied = subprocess.run(
+        [sys.executable, "-m", "ast_pbx", "apply", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    live = Live(config, MovableClock())
+    live.clock.set(TUESDAY)
+    thread = threading.Thread(target=_run_engine, args=(live,), daemon=True)
+    thread.start()
+    assert live.ready.wait(30), "the engine did not connect to ARI"
+    try:
+        yield live
+    finally:
+        assert live.loop is not None and live.stop is not None
+        live.loop.call_soon_threadsafe(live.stop.set)
+        thread.join(30)
+        for name in ("extensions_local.conf", "extensions_astpbx.conf", "pjsip_astpbx.conf"):
+            (sandbox.asterisk_config_dir / name).unlink(missing_ok=True)
+        sandbox.ari("PUT", "asterisk/modules/pbx_config.so")
+        sandbox.ari("PUT", "asterisk/modules/res_pjsip.so")
+
+
+def test_key_reaches_the_queue(live: Live) -> None:
+    live.clock.set(TUESDAY)
+    visits, ends = live.call("90000", "w1 2 w1", hang_up=True)
+    assert visits == ["90000", "92000"]
+    assert ends == "queue 92000 (caller hung up in the queue)"
+
+
+def test_every_menu_by_keys_and_a_digits_entry(live: Live) -> None:
+    live.clock.set(TUESDAY)
+    assert live.call("90000", "w1 1 w1 1 w1 1 9 * 0 3 #")[0] == ["90000", "91000", "91100", "91110"]
+    visits, ends = live.call("90000", "w1 1 w1 2")
+    assert visits == ["90000", "91000", "91200"]
+    assert ends.startswith("hangup (menu without handlers)")
+    visits, ends = live.call("90000", "w1 3")
+    assert visits == ["90000", "93000"]
+
+
+def test_a_timeout_handler(live: Live) -> None:
+    # 91000's timeout (15 s after its prompt ends) leads back to the main menu.
+    live.clock.set(TUESDAY)
+    visits, _ = live.call("91000", "w25", hang_up=True)
+    assert visits == ["91000", "90000"]
+
+
+def test_the_default_15_s_hang_up(live: Live) -> None:
+    visits, ends = live.call("96000", timeout=30)
+    assert visits == ["96000"]
+    assert ends == "hangup (no input)"
+
+
+def test_a_rule_applies_at_the_engines_clock(live: Live) -> None:
+    live.clock.set(MONDAY)
+    try:
+        visits, _ = live.call("90000", "w1 2 w1", hang_up=True)
+    finally:
+        live.clock.set(TUESDAY)
+    assert visits == ["90000", "92000", "95000"]
+
+
+def test_a_phone_answered_by_a_local_channel(live: Live) -> None:
+    visits, ends = live.call("1001", timeout=20)
+    assert visits == ["1001"]
+    assert ends.startswith("phone 1001")
+
+
+def test_a_trunk_matched_number(live: Live) -> None:
+    visits, ends = live.call("1234567890", timeout=20)
+    assert visits == ["1234567890"]
+    assert ends.startswith("trunk rt")
