@@ -52,7 +52,7 @@ ITEM_KINDS = {
     "users": "user",
 }
 _POSITION_FIELDS = frozenset({"where", "fields", "lists"})
-RELOAD_TIMEOUT = 10.0  # seconds; a module reload answers in milliseconds
+RELOAD_TIMEOUT = 30.0  # seconds; res_pjsip resolves every trunk host while it reloads
 
 
 class ApplyError(AstPbxError):

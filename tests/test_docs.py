@@ -17,7 +17,8 @@ from tests.test_cli import astpbx
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 MAN1 = ROOT / "man" / "astpbx.1"
 MAN5 = ROOT / "man" / "astpbx.yaml.5"
-COMMANDS = ("check", "rules", "schema", "simulate", "test", "graph")
+COMMANDS = ("check", "rules", "schema", "simulate", "test", "graph", "plan", "apply", "run",
+            "call", "sandbox")
 
 
 def _rendered(page: str) -> str:
