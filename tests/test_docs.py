@@ -17,8 +17,19 @@ from tests.test_cli import astpbx
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 MAN1 = ROOT / "man" / "astpbx.1"
 MAN5 = ROOT / "man" / "astpbx.yaml.5"
-COMMANDS = ("check", "rules", "schema", "simulate", "test", "graph", "plan", "apply", "run",
-            "call", "sandbox")
+COMMANDS = (
+    "check",
+    "rules",
+    "schema",
+    "simulate",
+    "test",
+    "graph",
+    "plan",
+    "apply",
+    "run",
+    "call",
+    "sandbox",
+)
 
 
 def _rendered(page: str) -> str:
@@ -36,7 +47,10 @@ def _quick_start() -> list[str]:
 
 def test_quick_start_is_two_commands_and_ci_runs_the_test_command() -> None:
     setup_and_run, test_command = _quick_start()
-    assert setup_and_run.startswith("bash .ci/setup && ")
+    assert setup_and_run == "bash .ci/demo"
+    demo = (ROOT / ".ci" / "demo").read_text(encoding="utf-8").splitlines()
+    assert "bash .ci/setup" in demo
+    assert any(line.startswith("exec .venv/bin/astpbx run ") for line in demo)
     ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8").splitlines()
     assert "bash .ci/setup" in ci
     assert test_command in ci

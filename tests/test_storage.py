@@ -350,3 +350,15 @@ def test_sqlite_is_the_plain_file(tmp_path: Path) -> None:
         rows = connection.execute("SELECT channel_id, started_at, path FROM calls").fetchall()
     connection.close()
     assert rows == [("c", "2026-03-02 07:00:00.000000", "[]")]
+
+
+def test_calls_logged_after_an_id_come_in_log_order(log: CallLog) -> None:
+    before = log.last_id()
+    late = datetime(2030, 1, 1, tzinfo=UTC)
+    early = datetime(2020, 1, 1, tzinfo=UTC)
+    log.started("later-clock", "1", "90000", at=late)
+    log.started("earlier-clock", "2", "90000", at=early)  # a clock moved back
+    log.started("elsewhere", "3", "91000", at=early)
+    after = log.logged_after(before, called="90000")
+    assert [c.channel_id for c in after] == ["later-clock", "earlier-clock"]
+    assert log.last_id() == after[-1].id + 1

@@ -7,7 +7,6 @@ import enum
 import logging
 import signal
 import time
-from datetime import UTC, datetime
 from typing import Annotated
 
 import typer
@@ -101,7 +100,7 @@ def call(
         parse_input(input_text)
     except ValueError as exc:
         raise UsageError(f"--input: {exc}") from exc
-    after_id = _last_call_id(config, number)
+    after_id = _last_call_id(config)
     placed = asyncio.run(place_call(config, number, caller, input_text, timeout, hang_up=hang_up))
     if not placed.answered:
         typer.echo(f"the call to {number} was not answered (is `astpbx run` running?)", err=True)
@@ -117,19 +116,15 @@ def call(
         raise typer.Exit(EXIT_PROBLEMS)
 
 
-_ALL_TIME = (datetime(1970, 1, 1, tzinfo=UTC), datetime(9999, 1, 1, tzinfo=UTC))
-
-
-def _last_call_id(config: Config, number: str) -> int:
-    """The newest logged call to `number`: ours will come after it. (Times would not do:
-    the engine logs by its own clock, which tests may set to any day.)"""
+def _last_call_id(config: Config) -> int:
+    """The newest call in the log: ours will come after it. (Not by time: the engine
+    logs by its own clock, which tests may set to any day.)"""
     database = open_database(config.system.database_url)
     try:
         database.migrate()
-        calls = CallLog(database).history(*_ALL_TIME, called=number, limit=1)
+        return CallLog(database).last_id()
     finally:
         database.dispose()
-    return calls[0].id if calls else 0
 
 
 def _logged_call(
@@ -141,13 +136,8 @@ def _logged_call(
     found: CallRecord | None = None
     try:
         for _ in range(50):
-            calls = CallLog(database).history(*_ALL_TIME, called=number, limit=20)
-            mine = [
-                c
-                for c in calls
-                if c.id > after_id and c.called == number and caller in (None, c.caller)
-            ]
-            found = mine[-1] if mine else None  # the first placed after ours began
+            calls = CallLog(database).logged_after(after_id, called=number)
+            found = next((c for c in calls if caller in (None, c.caller)), None)
             if found is not None and found.ended_at is not None:
                 break
             time.sleep(0.1)

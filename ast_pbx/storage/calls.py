@@ -185,6 +185,19 @@ class CallLog:
         with self._database.session() as session:
             return [CallRecord.of(call) for call in session.scalars(query)]
 
+    def last_id(self) -> int:
+        """The id of the newest logged call (0 when none): calls logged later have larger ids."""
+        with self._database.session() as session:
+            return int(session.scalar(sa.select(sa.func.max(Call.id))) or 0)
+
+    def logged_after(self, call_id: int, *, called: str | None = None) -> list[CallRecord]:
+        """Calls logged after the call `call_id`, in the order they were logged."""
+        query = sa.select(Call).where(Call.id > call_id)
+        if called is not None:
+            query = query.where(Call.called == called)
+        with self._database.session() as session:
+            return [CallRecord.of(c) for c in session.scalars(query.order_by(Call.id))]
+
     def mark(self, call_id: int, marked: bool = True) -> bool:
         """Set or clear the mark ("отметка") of a call. False if there is no such call."""
         with self._database.session() as session:
