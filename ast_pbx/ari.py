@@ -60,7 +60,7 @@ class AriClient:
     ) -> None:
         self.base = url.rstrip("/") + "/ari/"
         self.app = app
-        self._auth = aiohttp.BasicAuth(username, password)
+        self._headers = {"Authorization": aiohttp.encode_basic_auth(username, password)}
         self._on_event = on_event
         self._on_connected = on_connected
         self._want_ws_rest = rest_over_websocket
@@ -76,7 +76,7 @@ class AriClient:
 
     async def run(self) -> None:
         """Connect and read events until `close()`, reconnecting with backoff."""
-        self._session = aiohttp.ClientSession(auth=self._auth)
+        self._session = aiohttp.ClientSession(headers=self._headers)
         delay = BACKOFF_START
         try:
             while not self._closing:

@@ -13,7 +13,9 @@ import subprocess
 import sys
 import textwrap
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -56,7 +58,8 @@ class MovableClock:
 
 @dataclass
 class Live:
-    config: Path
+    config: Path  # what the engine runs (tests edit it)
+    caller_config: Path  # a copy `astpbx call` reads: it stays valid while tests break `config`
     clock: MovableClock
     engine: Engine | None = None
     loop: asyncio.AbstractEventLoop | None = None
@@ -78,7 +81,7 @@ class Live:
                 "-m",
                 "ast_pbx",
                 "call",
-                str(self.config),
+                str(self.caller_config),
                 "--to",
                 to,
                 "--from",
@@ -167,7 +170,9 @@ def live(sandbox: SandboxInfo, tmp_path_factory: pytest.TempPathFactory) -> Iter
         check=False,
     )
     assert applied.returncode == 0, applied.stdout + applied.stderr
-    live = Live(config, MovableClock())
+    caller_config = base / "caller"
+    shutil.copytree(config, caller_config)
+    live = Live(config, caller_config, MovableClock())
     live.clock.set(TUESDAY)
     thread = threading.Thread(target=_run_engine, args=(live,), daemon=True)
     thread.start()
@@ -233,3 +238,52 @@ def test_a_trunk_matched_number(live: Live) -> None:
     visits, ends = live.call("1234567890", timeout=20)
     assert visits == ["1234567890"]
     assert ends.startswith("trunk rt")
+
+
+def _wait_for(condition: Callable[[], bool], seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.1)
+    return condition()
+
+
+def test_a_config_change_applies_to_the_next_call_only(live: Live) -> None:
+    engine = live.engine
+    assert engine is not None
+    menus = live.config / "zz-live.yaml"
+    original = menus.read_text(encoding="utf-8")
+    first_version = engine.current.version
+    in_progress = ThreadPoolExecutor(1).submit(live.call, "96000", "", timeout=30)
+    time.sleep(3)  # the call is in 96000, waiting for a key on the first version
+    try:
+        menus.write_text(original + '      - {timeout: 2, goto: "93000"}\n', encoding="utf-8")
+        assert _wait_for(lambda: engine.current.version != first_version, 10)
+        visits, _ = live.call("96000", timeout=20)
+        assert visits == ["96000", "93000"]  # the new timeout handler
+        assert in_progress.result(timeout=60) == (["96000"], "hangup (no input)")
+
+        changed_version = engine.current.version
+        menus.write_text("menus: [\n", encoding="utf-8")  # broken: logged, not loaded
+        time.sleep(2)
+        assert engine.current.version == changed_version
+        visits, _ = live.call("96000", timeout=20)
+        assert visits == ["96000", "93000"]
+    finally:
+        menus.write_text(original, encoding="utf-8")
+        _wait_for(lambda: engine.current.version == first_version, 10)
+
+
+def test_the_engine_reconnects_after_asterisk_restarts(live: Live, sandbox: SandboxInfo) -> None:
+    engine = live.engine
+    assert engine is not None
+    stopped = sandbox.astpbx("sandbox", "down", str(sandbox.config_dir))
+    assert stopped.returncode == 0, stopped.stderr
+    assert _wait_for(lambda: not engine.ari.connected, 10)
+    started = sandbox.astpbx("sandbox", "up", str(sandbox.config_dir))
+    assert started.returncode == 0, started.stdout + started.stderr
+    assert _wait_for(lambda: engine.ari.connected, 20)
+    live.clock.set(TUESDAY)
+    visits, _ = live.call("90000", "w1 2 w1", hang_up=True)
+    assert visits == ["90000", "92000"]

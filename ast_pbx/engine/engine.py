@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import time
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
 from typing import Any
@@ -15,7 +17,8 @@ from ast_pbx.config.model import Trunk
 from ast_pbx.core.scenarios import Answer
 from ast_pbx.core.steps import Play
 from ast_pbx.engine.directory import SqlDirectory
-from ast_pbx.engine.session import PEER_UP, CallSession
+from ast_pbx.engine.metrics import Latencies
+from ast_pbx.engine.session import PEER_UP, RECEIVED, CallSession
 from ast_pbx.engine.version import ConfigVersion
 
 log = logging.getLogger("astpbx.engine")
@@ -53,6 +56,7 @@ class Engine:
         self.directory = SqlDirectory(version.config.directory)
         self.sessions: dict[str, CallSession] = {}
         self.peers: dict[str, CallSession] = {}
+        self.key_latency = Latencies()  # a key's arrival → the engine's next ARI request
         self._tasks: set[asyncio.Task[Any]] = set()
 
     # Running
@@ -70,6 +74,7 @@ class Engine:
         watcher.cancel()
         await asyncio.gather(connection, watcher, return_exceptions=True)
         self.directory.close()
+        log.info("metrics key_to_action %s", json.dumps(self.key_latency.summary()))
 
     def spawn(self, coroutine: Coroutine[Any, Any, Any]) -> None:
         task = asyncio.create_task(coroutine)
@@ -79,6 +84,7 @@ class Engine:
     # Events
 
     def on_event(self, event: dict[str, Any]) -> None:
+        event[RECEIVED] = time.perf_counter()
         kind = event.get("type")
         channel = event.get("channel") or {}
         channel_id = str(channel.get("id", "")) or _playback_channel(event)

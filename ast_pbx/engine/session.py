@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -36,6 +37,7 @@ log = logging.getLogger("astpbx.call")
 
 # Internal events: timers, directory answers, the peer of a dial.
 TIMER, LOOKUP, PEER_UP = "astpbx.timer", "astpbx.lookup", "astpbx.peer_up"
+RECEIVED = "astpbx.received"  # perf_counter() when the event arrived
 GONE = frozenset({"StasisEnd", "ChannelDestroyed", "ChannelHangupRequest"})
 DIAL_TIMEOUT = 30
 
@@ -110,7 +112,12 @@ class CallSession:
         if kind in GONE:
             return await self._gone(event)
         if kind == "ChannelDtmfReceived":
-            await self._execute(self.call.dtmf(str(event.get("digit", "")), now))
+            actions = self.call.dtmf(str(event.get("digit", "")), now)
+            if actions and RECEIVED in event:
+                await self._do(actions[0])
+                self.engine.key_latency.record(time.perf_counter() - event[RECEIVED])
+                actions = actions[1:]
+            await self._execute(actions)
         elif kind == "PlaybackFinished":
             if (event.get("playback") or {}).get("id") == self.playback:
                 self.playback = None
