@@ -41,7 +41,8 @@ def test_base_files_follow_the_config(tmp_path: Path) -> None:
     assert "[astpbx]\ntype=user\nread_only=no\npassword=secret\\;with-semicolon\n" in ari
     assert "bind=127.0.0.1:15060\n" in files["pjsip.conf"]
     assert files["pjsip.conf"].endswith("#tryinclude custom/pjsip_astpbx.conf\n")
-    assert files["extensions.conf"].endswith("#tryinclude custom/extensions_astpbx.conf\n")
+    assert "#tryinclude custom/extensions_astpbx.conf\n" in files["extensions.conf"]
+    assert files["extensions.conf"].endswith("#tryinclude custom/extensions_local.conf\n")
     assert "noload => res_hep.so\n" in files["modules.conf"]
 
 
