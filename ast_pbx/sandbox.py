@@ -43,6 +43,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from ast_pbx.asterisk_files import conf_value
 from ast_pbx.config.system import System
 from ast_pbx.errors import EXIT_PROBLEMS, AstPbxError, UsageError
 
@@ -387,8 +388,8 @@ def base_files(sandbox: Sandbox) -> dict[str, str]:
     Debian package ships them."""
     head = "; Written by `astpbx sandbox up` on every start: edits here are lost.\n"
     sip_host, sip_port = _split_host_port(sandbox.sip, "system.asterisk.sip")
-    # Asterisk reads `;` as a comment start; `\;` is a literal one.
-    password = sandbox.password.replace("\\", "\\\\").replace(";", "\\;")
+    # Asterisk reads `;` as a comment start; `\;` is a literal one (nothing else is escaped).
+    password = conf_value(sandbox.password)
     noload = sorted(
         set(NOLOAD)
         | {  # whatever this package version ships of the PostgreSQL and HEP modules
