@@ -116,13 +116,18 @@ class AriClient:
             self._events_url(), heartbeat=15.0, max_msg_size=0
         ) as ws:
             self._ws = ws
+            if self._closing:  # close() came while the socket was being opened
+                return
             log.info("ARI connected to %s (app %s)", self.base, self.app)
             reader = asyncio.create_task(self._read(ws))
             try:
                 self._ws_rest = self._want_ws_rest and await self._probe_ws_rest()
                 self._connected.set()
                 if self._on_connected is not None:
-                    await self._on_connected()
+                    try:
+                        await self._on_connected()
+                    except Exception:  # the owner's resync failing must not drop every call
+                        log.exception("ARI: handling the new connection failed")
                 await reader
             finally:
                 reader.cancel()
@@ -141,6 +146,14 @@ class AriClient:
         return True
 
     async def _read(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        try:
+            await self._read_messages(ws)
+        finally:
+            # Requests waiting for an answer on this socket get none: fail them now, not
+            # after their timeout (on_connected may be waiting on one of them).
+            self._fail_pending()
+
+    async def _read_messages(self, ws: aiohttp.ClientWebSocketResponse) -> None:
         async for message in ws:
             if message.type != aiohttp.WSMsgType.TEXT:
                 continue
@@ -182,8 +195,8 @@ class AriClient:
             try:
                 response = await self._ws_request(method, uri, body)
             except TimeoutError as exc:
-                raise AriError(f"{method} {path}: no answer in {REQUEST_TIMEOUT:g} s") from exc
-            status = int(response.get("status_code", 0))
+                raise AriError(f"{method} {path}: no answer in time") from exc
+            status = int(response.get("status_code") or 500)  # no status is no success
             text = response.get("message_body") or ""
             reason = str(response.get("reason_phrase", ""))
         else:
@@ -193,10 +206,10 @@ class AriClient:
         return json.loads(text) if text else None
 
     async def _ws_request(
-        self, method: str, uri: str, body: Any = None, timeout: float = REQUEST_TIMEOUT
+        self, method: str, uri: str, body: Any = None, timeout: float | None = None
     ) -> dict[str, Any]:
         ws = self._ws
-        if ws is None:
+        if ws is None or ws.closed:
             raise AriError("not connected to ARI")
         request_id = f"r{next(self._ids)}"
         message: dict[str, Any] = {
@@ -211,8 +224,11 @@ class AriClient:
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._pending[request_id] = future
         try:
-            await ws.send_str(json.dumps(message))
-            return await asyncio.wait_for(future, timeout)
+            try:
+                await ws.send_str(json.dumps(message))
+            except (aiohttp.ClientError, ConnectionError) as exc:
+                raise AriError(f"{method} {uri}: ARI connection lost ({exc})") from exc
+            return await asyncio.wait_for(future, REQUEST_TIMEOUT if timeout is None else timeout)
         finally:
             self._pending.pop(request_id, None)
 

@@ -124,6 +124,9 @@ def _collector_paused() -> Iterator[None]:
     try:
         yield
     finally:
+        # What was loaded lives as long as the config: keep it out of later collections
+        # too, or the first one after loading scans it all.
+        gc.freeze()
         if was_enabled:
             gc.enable()
 

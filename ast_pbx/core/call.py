@@ -152,6 +152,14 @@ class Call:
         )
         return []
 
+    def fail(self, now: datetime, reason: str) -> list[Action]:
+        """The shell could not carry the call on (an error of its own): it ends here."""
+        if self.phase is Phase.ENDED:
+            return []
+        return self._end(
+            self.ends if self.phase is Phase.QUEUED and self.ends else "hangup", reason
+        )
+
     # Decisions
 
     def _where(self) -> Where | None:

@@ -86,7 +86,9 @@ class Engine:
     def on_event(self, event: dict[str, Any]) -> None:
         event[RECEIVED] = time.perf_counter()
         kind = event.get("type")
-        channel = event.get("channel") or {}
+        channel = event.get("channel")
+        if not isinstance(channel, dict):
+            channel = {}
         channel_id = str(channel.get("id", "")) or _playback_channel(event)
         if kind == "StasisStart":
             self._stasis_start(event, channel)
@@ -130,7 +132,8 @@ class Engine:
         except AriError as exc:
             log.warning("cannot list the channels of %s: %s", self.app, exc)
             return
-        present = {str(c).removeprefix("channel:") for c in application.get("channel_ids", [])}
+        ids = application.get("channel_ids", []) if isinstance(application, dict) else []
+        present = {str(c).removeprefix("channel:") for c in ids}
         for channel_id, session in list(self.sessions.items()):
             if channel_id not in present:
                 session.put({"type": "StasisEnd", "channel": {"id": channel_id}})
@@ -198,5 +201,6 @@ class Engine:
 
 
 def _playback_channel(event: dict[str, Any]) -> str:
-    target = str((event.get("playback") or {}).get("target_uri", ""))
+    playback = event.get("playback")
+    target = str(playback.get("target_uri", "")) if isinstance(playback, dict) else ""
     return target.removeprefix("channel:") if target.startswith("channel:") else ""

@@ -85,7 +85,7 @@ class CallSession:
                     break
         except Exception:
             log.exception("call %s failed; hanging up", self.id)
-            self.call.hangup(self._now())
+            self.call.fail(self._now(), "engine error")
         finally:
             await self._finish()
 
@@ -242,9 +242,12 @@ class CallSession:
             timer.cancel()
         if self.call.phase is not Phase.ENDED:
             self.call.hangup(self._now())
-        await self.ari.quiet("DELETE", f"channels/{self.id}")
-        if self.bridge is not None:
-            await self.ari.quiet("DELETE", f"bridges/{self.bridge}")
+        try:
+            await self.ari.quiet("DELETE", f"channels/{self.id}")
+            if self.bridge is not None:
+                await self.ari.quiet("DELETE", f"bridges/{self.bridge}")
+        except Exception:  # whatever ARI does now, the call is over for us: log it, forget it
+            log.exception("call %s: hanging up failed", self.id)
         ended = self.call.steps[-1] if self.call.steps else None
         reason = getattr(ended, "reason", None)
         await self.engine.record(

@@ -1,0 +1,731 @@
+"""The engine without Asterisk: ARI-shaped events in, the requests it makes out.
+
+`engine.ari` is replaced by a fake that records every request and answers from a
+table; the call log and TTS are fakes too. Events are fed to `engine.on_event` inside
+an event loop, as the ARI client would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import textwrap
+import threading
+import time
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any, TypeVar
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from ast_pbx.ari import AriError
+from ast_pbx.config.configuration import Config
+from ast_pbx.config.loader import load
+from ast_pbx.engine.engine import Engine
+from ast_pbx.engine.session import CallSession
+from ast_pbx.engine.version import ConfigVersion
+from ast_pbx.errors import ConfigInvalid
+
+T = TypeVar("T")
+MSK = ZoneInfo("Europe/Moscow")
+APP = "astpbx"  # the default system.ari.app
+
+CONFIG = """\
+phones:
+  - {number: "1001", password: long-enough-secret}
+menus:
+  - number: "100"
+    say: Hi
+    on:
+      - {key: "1", goto: "200"}
+  - number: "200"
+    say: Bye
+"""
+
+Request = tuple[str, str, dict[str, Any] | None]  # method, path, params
+Entry = tuple[str, tuple[Any, ...], dict[str, Any]]  # call log method, args, kwargs
+
+
+def run(coroutine: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(coroutine)
+
+
+async def eventually(condition: Callable[[], bool], timeout: float = 2.0) -> None:
+    """Wait until `condition()` holds; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.002)
+
+
+async def settle() -> None:
+    """Let queued events be handled (when nothing is expected to happen)."""
+    for _ in range(20):
+        await asyncio.sleep(0)
+    await asyncio.sleep(0.02)
+
+
+def make_config(tmp_path: Path, text: str = CONFIG, name: str = "config") -> Config:
+    directory = tmp_path / name
+    directory.mkdir()
+    (directory / "a.yaml").write_text(textwrap.dedent(text))
+    loaded = load(str(directory), {})
+    assert [p for p in loaded.problems if p.level.value == "error"] == []
+    return loaded.config
+
+
+class FakeAri:
+    """Records requests; answers from `responses`; raises what `failures` says."""
+
+    def __init__(self) -> None:
+        self.calls: list[Request] = []
+        self.responses: dict[tuple[str, str], Any] = {
+            ("POST", "channels"): {"id": "peer-1"},
+            ("POST", "bridges"): {"id": "b1"},
+        }
+        self.failures: dict[tuple[str, str], Exception] = {}
+        self.hooks: dict[tuple[str, str], Callable[[], None]] = {}  # run before answering
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        params: dict[str, Any] | None = None,
+        body: Any = None,
+    ) -> Any:
+        self.calls.append((method, path, dict(params) if params is not None else None))
+        await asyncio.sleep(0)  # a real request yields to the loop
+        failure = self.failures.get((method, path))
+        if failure is not None:
+            raise failure
+        hook = self.hooks.get((method, path))
+        if hook is not None:
+            hook()
+        return self.responses.get((method, path))
+
+    async def quiet(self, method: str, path: str, params: dict[str, Any] | None = None) -> Any:
+        with contextlib.suppress(AriError):  # as the real client: only AriError is quiet
+            return await self.request(method, path, params)
+        return None
+
+    def to(self, method: str, path: str) -> list[Request]:
+        return [c for c in self.calls if c[:2] == (method, path)]
+
+    def plays(self, channel: str) -> list[dict[str, Any]]:
+        return [c[2] or {} for c in self.to("POST", f"channels/{channel}/play")]
+
+
+class FakeCallLog:
+    """The call log's interface; called from worker threads (Engine.record)."""
+
+    def __init__(self) -> None:
+        self.entries: list[Entry] = []
+        self._lock = threading.Lock()
+
+    def _add(self, what: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        with self._lock:
+            self.entries.append((what, args, kwargs))
+
+    def started(self, *args: Any, **kwargs: Any) -> None:
+        self._add("started", args, kwargs)
+
+    def answered(self, *args: Any, **kwargs: Any) -> None:
+        self._add("answered", args, kwargs)
+
+    def visited(self, *args: Any, **kwargs: Any) -> None:
+        self._add("visited", args, kwargs)
+
+    def ended(self, *args: Any, **kwargs: Any) -> None:
+        self._add("ended", args, kwargs)
+
+    def of(self, call: str, what: str | None = None) -> list[Entry]:
+        with self._lock:
+            return [e for e in self.entries if e[1][:1] == (call,) and what in (None, e[0])]
+
+    def ended_of(self, call: str) -> dict[str, Any] | None:
+        found = self.of(call, "ended")
+        return found[-1][2] if found else None
+
+
+class Harness:
+    def __init__(self, tmp_path: Path, text: str = CONFIG) -> None:
+        self.config = make_config(tmp_path, text)
+        self.version = ConfigVersion(self.config, "v1", MSK, {})
+        self.log = FakeCallLog()
+        self.said: list[str] = []
+        self.engine = Engine(
+            str(tmp_path / "config"), self.version, tts=self.tts, call_log=self.log
+        )
+        self.ari = FakeAri()
+        self.engine.ari = self.ari  # type: ignore[assignment]
+
+    async def tts(self, text: str) -> str:
+        self.said.append(text)
+        return "sound:fake"
+
+    # ARI-shaped events
+
+    def start(self, channel: str, exten: str = "100", caller: str = "+7900") -> None:
+        self.engine.on_event(
+            {
+                "type": "StasisStart",
+                "application": APP,
+                "args": ["internal"],
+                "channel": {
+                    "id": channel,
+                    "name": f"PJSIP/x-{channel}",
+                    "state": "Ring",
+                    "caller": {"name": "", "number": caller},
+                    "dialplan": {"context": "from-internal", "exten": exten, "priority": 1},
+                },
+            }
+        )
+
+    def finished(self, channel: str, playback: str) -> None:
+        self.engine.on_event(
+            {
+                "type": "PlaybackFinished",
+                "playback": {"id": playback, "target_uri": f"channel:{channel}", "state": "done"},
+            }
+        )
+
+    def key(self, channel: str, digit: str) -> None:
+        self.engine.on_event(
+            {"type": "ChannelDtmfReceived", "channel": {"id": channel}, "digit": digit}
+        )
+
+    def end(self, channel: str) -> None:
+        self.engine.on_event({"type": "StasisEnd", "channel": {"id": channel}})
+
+    async def playing(self, channel: str, count: int = 1) -> str:
+        """Wait for the `count`th play on `channel`; its playback id."""
+        await eventually(lambda: len(self.ari.plays(channel)) >= count)
+        return str(self.ari.plays(channel)[count - 1]["playbackId"])
+
+    async def ended(self, channel: str) -> dict[str, Any]:
+        await eventually(
+            lambda: self.log.ended_of(channel) is not None and channel not in self.engine.sessions
+        )
+        ended = self.log.ended_of(channel)
+        assert ended is not None
+        return ended
+
+    async def drain(self) -> None:
+        """End what is still running so that asyncio.run() leaves no task behind."""
+        for session in list(self.engine.sessions.values()):
+            session.put({"type": "StasisEnd", "channel": {"id": session.id}})
+        tasks = [s.task for s in self.engine.sessions.values() if s.task is not None]
+        await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 2.0)
+
+
+@pytest.fixture
+def harness(tmp_path: Path) -> Harness:
+    return Harness(tmp_path)
+
+
+# a. The happy path
+
+
+def test_menu_key_barge_in_and_hangup_in_a_menu_without_handlers(harness: Harness) -> None:
+    async def scenario() -> None:
+        h, ari = harness, harness.ari
+        h.start("c1")
+        first = await h.playing("c1")
+        assert ari.calls == [
+            ("POST", "channels/c1/answer", None),
+            ("POST", "channels/c1/play", {"media": "sound:fake", "playbackId": first}),
+        ]
+        session = h.engine.sessions["c1"]
+        assert session.version.version == "v1"
+
+        h.key("c1", "1")  # while "Hi" plays: barge-in
+        second = await h.playing("c1", 2)
+        assert second != first
+        assert ari.calls[2:] == [
+            ("DELETE", f"playbacks/{first}", None),
+            ("POST", "channels/c1/play", {"media": "sound:fake", "playbackId": second}),
+        ]
+        assert h.said == ["Hi", "Bye"]
+
+        h.finished("c1", first)  # the stopped prompt's end comes late: nothing happens
+        await settle()
+        assert len(ari.calls) == 4
+        assert "c1" in h.engine.sessions
+
+        h.finished("c1", second)  # 200 has no handlers: hang up
+        ended = await h.ended("c1")
+        assert ari.calls[4] == ("DELETE", "channels/c1", None)
+        assert all(c == ("DELETE", "channels/c1", None) for c in ari.calls[4:])
+        assert (ended["outcome"], ended["reason"]) == ("hangup", "menu without handlers")
+
+        log = h.log.of("c1")
+        assert [e[0] for e in log] == ["started", "answered", "visited", "visited", "ended"]
+        started = log[0]
+        assert started[1] == ("c1", "+7900", "100")
+        assert started[2]["config_version"] == "v1"
+        assert started[2]["trunk"] is None and started[2]["external"] is False
+        assert [e[1][1] for e in log if e[0] == "visited"] == [["100"], ["200"]]
+
+        h.end("c1")  # Asterisk's StasisEnd after the hang-up: an unknown channel now
+        await settle()
+        assert h.engine.sessions == {} and h.engine.peers == {}
+        assert len(h.log.of("c1", "ended")) == 1
+
+    run(scenario())
+
+
+def test_key_after_the_prompt_and_the_key_latency_metric(harness: Harness) -> None:
+    async def scenario() -> None:
+        h = harness
+        h.start("c1")
+        first = await h.playing("c1")
+        h.finished("c1", first)  # now waiting for a key: no barge-in
+        await settle()
+        h.key("c1", "7")  # not handled: ignored
+        h.key("c1", "1")
+        await h.playing("c1", 2)
+        assert h.ari.to("DELETE", f"playbacks/{first}") == []
+        assert h.engine.key_latency.summary()  # the key was timed
+        await h.drain()
+        ended = await h.ended("c1")
+        assert (ended["outcome"], ended["reason"]) == ("hangup", "caller hung up")
+
+    run(scenario())
+
+
+def test_caller_hangs_up_during_the_prompt(harness: Harness) -> None:
+    async def scenario() -> None:
+        h = harness
+        h.start("c1")
+        await h.playing("c1")
+        h.end("c1")
+        ended = await h.ended("c1")
+        assert ended["outcome"] == "hangup"
+        assert h.ari.calls[-1] == ("DELETE", "channels/c1", None)  # harmless if gone
+
+    run(scenario())
+
+
+# b. Failures stay inside one call
+
+
+def test_an_exception_in_one_call_hangs_it_up_and_spares_the_others(harness: Harness) -> None:
+    async def scenario() -> None:
+        h, ari = harness, harness.ari
+        ari.failures["POST", "channels/c1/play"] = RuntimeError("boom")
+        h.start("c1")
+        h.start("c2")
+        ended = await h.ended("c1")
+        assert ari.to("DELETE", "channels/c1")  # not left in the application
+        assert ended["outcome"] == "hangup"
+
+        first = await h.playing("c2")
+        assert "c2" in h.engine.sessions
+        h.key("c2", "1")
+        await h.playing("c2", 2)
+        assert ari.to("DELETE", f"playbacks/{first}")
+        assert ari.to("DELETE", "channels/c2") == []
+        assert h.log.ended_of("c2") is None
+        await h.drain()
+
+    run(scenario())
+
+
+def test_a_failing_tts_or_call_log_never_leaves_the_channel(harness: Harness) -> None:
+    async def scenario() -> None:
+        h = harness
+
+        async def broken_tts(text: str) -> str:
+            raise OSError("festival is not installed")
+
+        h.engine.tts = broken_tts
+        h.start("c1")
+        await eventually(lambda: "c1" not in h.engine.sessions)
+        assert h.ari.to("DELETE", "channels/c1")
+        assert h.log.ended_of("c1") is not None
+
+        h.engine.tts = h.tts
+
+        def broken(*args: Any, **kwargs: Any) -> None:
+            raise OSError("database is locked")
+
+        h.log.started = broken  # type: ignore[method-assign]
+        h.start("c2")
+        await h.playing("c2")  # the call goes on without its log entry
+        await h.drain()
+
+    run(scenario())
+
+
+def test_a_failing_ari_error_in_one_call_spares_the_others(harness: Harness) -> None:
+    async def scenario() -> None:
+        h = harness
+        h.ari.failures["POST", "channels/c1/answer"] = AriError("channel gone", 404)
+        h.start("c1")
+        h.start("c2")
+        await h.ended("c1")
+        await h.playing("c2")
+        assert h.ari.plays("c1") == []
+        await h.drain()
+
+    run(scenario())
+
+
+def test_a_failure_while_finishing_still_closes_the_log_and_forgets_the_call(
+    harness: Harness,
+) -> None:
+    async def scenario() -> None:
+        h = harness
+        h.start("c1")
+        await h.playing("c1")
+        h.ari.failures["DELETE", "channels/c1"] = ConnectionResetError("socket closed")
+        h.end("c1")
+        await eventually(lambda: bool(h.ari.to("DELETE", "channels/c1")))
+        await settle()
+        task = h.engine.sessions["c1"].task if "c1" in h.engine.sessions else None
+        if task is not None:
+            await asyncio.gather(task, return_exceptions=True)
+        assert "c1" not in h.engine.sessions
+        assert h.log.ended_of("c1") is not None
+
+    run(scenario())
+
+
+# Timers and the directory
+
+
+def test_a_menu_timeout_fires_and_a_stale_timer_does_not(tmp_path: Path) -> None:
+    text = CONFIG.replace(
+        '- {key: "1", goto: "200"}',
+        '- {key: "1", goto: "200"}\n      - {timeout: 0.05, goto: "300"}',
+    )
+    text += '  - {number: "300", scenario: cases_in_work}\n'
+    h = Harness(tmp_path, text)
+
+    async def scenario() -> None:
+        asked: list[tuple[str, str]] = []
+
+        async def lookup(version: ConfigVersion, scenario: str, key: str) -> list[str]:
+            asked.append((scenario, key))
+            return ["A-1", "B-2"]
+
+        h.engine.lookup = lookup  # type: ignore[method-assign]
+        h.start("c1")
+        first = await h.playing("c1")
+        h.finished("c1", first)  # the timeout counts from here
+        await h.playing("c1", 2)  # 300 looked the cases up and says them
+        assert asked == [("cases_in_work", "+7900")]
+        assert h.said[-1] == "Дел в работе: 2. A-1. B-2."
+        assert [e[1][1] for e in h.log.of("c1", "visited")] == [["100"], ["300"]]
+
+        h.start("c2")
+        first = await h.playing("c2")
+        h.finished("c2", first)
+        h.key("c2", "1")  # before the timeout: its timer is stale when it fires
+        await h.playing("c2", 2)
+        await asyncio.sleep(0.1)
+        assert asked == [("cases_in_work", "+7900")]
+        assert [e[1][1] for e in h.log.of("c2", "visited")] == [["100"], ["200"]]
+        await h.drain()
+
+    run(scenario())
+
+
+def test_a_failing_directory_answers_nothing_found(tmp_path: Path) -> None:
+    h = Harness(tmp_path, CONFIG + '  - {number: "300", scenario: cases_in_work}\n')
+
+    async def scenario() -> None:
+        async def lookup(version: ConfigVersion, scenario: str, key: str) -> list[str]:
+            raise OSError("the database is down")
+
+        h.engine.lookup = lookup  # type: ignore[method-assign]
+        h.start("c1", exten="300")
+        await h.playing("c1")
+        assert h.said == ["Дел в работе по вашему номеру не найдено."]
+        await h.drain()
+
+    run(scenario())
+
+
+# c. What is not ours, or not well formed
+
+
+def test_unknown_channels_and_malformed_events_are_ignored(harness: Harness) -> None:
+    async def scenario() -> None:
+        h, engine = harness, harness.engine
+        h.start("c1")
+        first = await h.playing("c1")
+        before = list(h.ari.calls)
+        junk: list[dict[str, Any]] = [
+            {},
+            {"type": "StasisStart"},
+            {"type": "StasisStart", "channel": {}},
+            {"type": "StasisStart", "channel": {"id": ""}},
+            {"type": "StasisStart", "channel": None, "args": None},
+            {"type": "StasisStart", "channel": {"id": "c1"}},  # c1 is up already
+            {"type": "StasisStart", "channel": {"id": "x"}, "args": ["dialed"]},
+            {"type": "StasisStart", "channel": {"id": "x"}, "args": ["dialed", "nobody"]},
+            {"type": "StasisEnd"},
+            {"type": "StasisEnd", "channel": {"id": "nobody"}},
+            {"type": "ChannelDtmfReceived", "channel": {"id": "nobody"}, "digit": "1"},
+            {"type": "ChannelDtmfReceived", "digit": "1"},
+            {"type": "PlaybackFinished"},
+            {"type": "PlaybackFinished", "playback": {"id": first}},
+            {"type": "PlaybackFinished", "playback": {"id": first, "target_uri": "bridge:c1"}},
+            {"type": "PlaybackFinished", "playback": {"id": first, "target_uri": "channel:x"}},
+            {"type": "ChannelVarset", "channel": {"id": "c1"}, "variable": "X", "value": "1"},
+            {"channel": {"id": "c1"}},  # no type
+            {"type": "ChannelDtmfReceived", "channel": {"id": "c1"}},  # no digit
+            {"type": "PlaybackFinished", "playback": {"target_uri": "channel:c1"}},  # no id
+            {"type": "SomethingNew", "channel": {"id": "c1"}},
+        ]
+        for event in junk:
+            engine.on_event(event)
+        await settle()
+        assert h.ari.calls == before
+        assert set(engine.sessions) == {"c1"} and engine.peers == {}
+        assert h.log.ended_of("c1") is None
+
+        h.key("c1", "1")  # c1 is unaffected
+        await h.playing("c1", 2)
+        await h.drain()
+
+    run(scenario())
+
+
+def test_stasis_start_without_args_or_dialplan_is_a_call(harness: Harness) -> None:
+    async def scenario() -> None:
+        h = harness
+        h.engine.on_event({"type": "StasisStart", "channel": {"id": "c5"}})
+        ended = await h.ended("c5")  # "" is no number: hung up, not left behind
+        assert h.ari.to("DELETE", "channels/c5")
+        assert ended["outcome"] == "hangup"
+
+    run(scenario())
+
+
+# d. Resynchronising after a reconnect
+
+
+def test_resync_ends_gone_calls_and_hangs_up_strays(harness: Harness) -> None:
+    async def scenario() -> None:
+        h, ari = harness, harness.ari
+        h.start("c1")
+        h.start("c2")
+        first = await h.playing("c1")
+        await h.playing("c2")
+        ari.responses["GET", f"applications/{APP}"] = {
+            "name": APP,
+            "channel_ids": ["c1", "c9"],
+            "bridge_ids": [],
+            "endpoint_ids": [],
+            "device_names": [],
+        }
+        await h.engine.resync()
+        assert ari.to("GET", f"applications/{APP}")
+        ended = await h.ended("c2")
+        assert ended["outcome"] == "hangup"
+        assert ari.to("DELETE", "channels/c9")
+        assert ari.to("DELETE", "channels/c1") == []
+        assert "c1" in h.engine.sessions
+
+        h.key("c1", "1")  # c1 goes on
+        await h.playing("c1", 2)
+        assert ari.to("DELETE", f"playbacks/{first}")
+        await h.drain()
+
+    run(scenario())
+
+
+def test_resync_leaves_dialed_peers_and_survives_a_failed_listing(harness: Harness) -> None:
+    async def scenario() -> None:
+        h, ari = harness, harness.ari
+        h.start("c1", exten="1001")
+        await eventually(lambda: "peer-1" in h.engine.peers)
+        ari.responses["GET", f"applications/{APP}"] = {"channel_ids": ["channel:c1", "peer-1"]}
+        await h.engine.resync()
+        await settle()
+        assert ari.to("DELETE", "channels/peer-1") == []
+        assert ari.to("DELETE", "channels/c1") == []
+        assert "c1" in h.engine.sessions
+
+        ari.failures["GET", f"applications/{APP}"] = AriError("connection lost")
+        await h.engine.resync()  # only logged
+        assert "c1" in h.engine.sessions
+        await h.drain()
+
+    run(scenario())
+
+
+# e. Reloading the config
+
+
+def test_reload_applies_to_new_calls_only(harness: Harness, tmp_path: Path) -> None:
+    async def scenario() -> None:
+        h, engine = harness, harness.engine
+        h.start("c1")
+        await h.playing("c1")
+
+        def invalid(path: str) -> ConfigVersion:
+            assert path == engine.config_path
+            raise ConfigInvalid("config has errors", problems=("a.yaml:3: unknown key",))
+
+        engine._prepare = invalid
+        assert await engine.reload() is False
+        assert engine.current.version == "v1"
+
+        text = CONFIG.replace("say: Hi", "say: Hello from v2")
+        v2 = ConfigVersion(make_config(tmp_path, text, name="v2"), "v2", MSK, {})
+        engine._prepare = lambda path: v2
+        assert await engine.reload() is True
+        assert engine.current is v2
+        assert await engine.reload() is True  # the same version again: nothing changes
+        assert engine.current is v2
+
+        h.start("c2")
+        await h.playing("c2")
+        assert engine.sessions["c2"].version.version == "v2"
+        assert engine.sessions["c1"].version.version == "v1"
+        assert h.said == ["Hi", "Hello from v2"]
+        assert h.log.of("c2", "started")[0][2]["config_version"] == "v2"
+
+        h.key("c1", "1")  # the old call still runs on v1
+        await h.playing("c1", 2)
+        assert h.said[-1] == "Bye"
+        await h.drain()
+
+    run(scenario())
+
+
+# f. Dialing a phone
+
+
+def test_dialing_a_phone_bridges_and_the_peer_hanging_up_ends_the_call(
+    harness: Harness,
+) -> None:
+    async def scenario() -> None:
+        h, ari = harness, harness.ari
+        h.start("c1", exten="1001")
+        await eventually(lambda: bool(ari.to("POST", "channels/c1/ring")))
+        assert ari.calls == [
+            ("POST", "channels/c1/answer", None),
+            (
+                "POST",
+                "channels",
+                {
+                    "endpoint": "PJSIP/1001",
+                    "app": APP,
+                    "appArgs": "dialed,c1",
+                    "timeout": 30,
+                    "callerId": "+7900",
+                },
+            ),
+            ("POST", "channels/c1/ring", None),
+        ]
+        assert h.engine.peers["peer-1"] is h.engine.sessions["c1"]
+
+        h.engine.on_event(
+            {"type": "StasisStart", "args": ["dialed", "c1"], "channel": {"id": "peer-1"}}
+        )
+        await eventually(lambda: bool(ari.to("POST", "bridges/b1/addChannel")))
+        assert ari.calls[3:] == [
+            ("POST", "bridges", {"type": "mixing"}),
+            ("POST", "bridges/b1/addChannel", {"channel": "c1,peer-1"}),
+        ]
+        assert "peer-1" not in h.engine.sessions  # the peer is no call of its own
+
+        h.end("peer-1")
+        ended = await h.ended("c1")
+        assert ari.calls[5] == ("DELETE", "channels/c1", None)
+        assert ari.to("DELETE", "bridges/b1")
+        assert (ended["outcome"], ended["reason"]) == ("phone 1001", "dialed")
+        assert h.engine.peers == {}
+        assert [e[1][1] for e in h.log.of("c1", "visited")] == [["1001"]]
+
+    run(scenario())
+
+
+def test_dial_with_a_custom_phone_dial_and_the_caller_hanging_up(tmp_path: Path) -> None:
+    text = CONFIG.replace('goto: "200"', 'goto: "1001"')
+    text += 'system:\n  asterisk: {phone_dial: "Local/{number}@phones"}\n'
+    h = Harness(tmp_path, text)
+
+    async def scenario() -> None:
+        h.start("c1")
+        first = await h.playing("c1")
+        h.key("c1", "1")
+        await eventually(lambda: bool(h.ari.to("POST", "channels/c1/ring")))
+        assert h.ari.to("DELETE", f"playbacks/{first}")
+        params = h.ari.to("POST", "channels")[0][2]
+        assert params is not None
+        assert (params["endpoint"], params["appArgs"]) == ("Local/1001@phones", "dialed,c1")
+        h.end("c1")  # the caller gives up while the phone rings: the peer is hung up
+        ended = await h.ended("c1")
+        assert h.ari.to("DELETE", "channels/peer-1")
+        assert ended["outcome"] == "phone 1001"
+        assert h.engine.peers == {}
+        assert h.ari.to("POST", "bridges") == []
+
+    run(scenario())
+
+
+def test_the_peer_may_enter_the_app_before_the_originate_returns(harness: Harness) -> None:
+    async def scenario() -> None:
+        h, ari = harness, harness.ari
+        ari.hooks["POST", "channels"] = lambda: h.engine.on_event(
+            {"type": "StasisStart", "args": ["dialed", "c1"], "channel": {"id": "peer-1"}}
+        )
+        h.start("c1", exten="1001")
+        await eventually(lambda: bool(ari.to("POST", "bridges/b1/addChannel")))
+        assert [c[1] for c in ari.calls] == [
+            "channels/c1/answer",
+            "channels",
+            "channels/c1/ring",
+            "bridges",
+            "bridges/b1/addChannel",
+        ]
+        h.end("c1")
+        await h.ended("c1")
+        assert ari.to("DELETE", "channels/peer-1") and ari.to("DELETE", "bridges/b1")
+        assert h.engine.peers == {}
+
+    run(scenario())
+
+
+def test_a_peer_that_never_answers_ends_the_call(harness: Harness) -> None:
+    async def scenario() -> None:
+        h = harness
+        h.start("c1", exten="1001")
+        await eventually(lambda: bool(h.ari.to("POST", "channels/c1/ring")))
+        # No answer in time: Asterisk destroys the peer, which never entered the app.
+        h.engine.on_event({"type": "ChannelDestroyed", "channel": {"id": "peer-1"}})
+        ended = await h.ended("c1")
+        assert h.ari.to("DELETE", "channels/c1")
+        assert ended["outcome"] == "phone 1001"
+        assert h.engine.peers == {}
+
+    run(scenario())
+
+
+def test_a_failed_dial_hangs_up_the_caller(harness: Harness) -> None:
+    async def scenario() -> None:
+        h = harness
+        h.ari.failures["POST", "channels"] = AriError("POST channels: 400 Bad Request", 400)
+        h.start("c1", exten="1001")
+        await h.ended("c1")
+        assert h.ari.to("DELETE", "channels/c1")
+        assert h.engine.peers == {}
+
+    run(scenario())
+
+
+def test_sessions_are_call_sessions(harness: Harness) -> None:
+    async def scenario() -> None:
+        harness.start("c1")
+        await harness.playing("c1")
+        assert isinstance(harness.engine.sessions["c1"], CallSession)
+        await harness.drain()
+
+    run(scenario())
