@@ -134,7 +134,8 @@ class AriClient:
                 self._connected.clear()
                 self._ws, self._ws_rest = None, False
                 self._fail_pending()
-        log.warning("ARI connection closed")
+        if not self._closing:
+            log.warning("ARI connection closed")
 
     async def _probe_ws_rest(self) -> bool:
         """Whether this Asterisk answers REST requests on the events socket (22.3+)."""

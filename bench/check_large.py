@@ -60,7 +60,7 @@ def system_yaml(rng: random.Random) -> str:
     url: http://127.0.0.1:8088
     username: astpbx
     password: {secret(rng, "ARI_PASSWORD")}
-  database: sqlite:///var/lib/astpbx/astpbx.db
+  database: sqlite:////var/lib/astpbx/astpbx.db
   http:
     listen: 127.0.0.1:8080
   tts: {{engine: festival, voice: ru}}
