@@ -12,7 +12,6 @@ again by the next apply even though the files on disk are already up to date.
 from __future__ import annotations
 
 import base64
-import contextlib
 import hashlib
 import json
 import os
@@ -38,6 +37,7 @@ from ast_pbx.config.configuration import Config
 from ast_pbx.config.model import Regex
 from ast_pbx.config.system import Ari
 from ast_pbx.errors import EXIT_PROBLEMS, AstPbxError
+from ast_pbx.files import write_atomically
 
 APPLIED_FILE = "applied.json"
 # Sections of the config the engine reads, by applied.json key, and their singular names.
@@ -372,33 +372,11 @@ def _reload_all(ari: Ari, modules: tuple[str, ...], say: Say) -> list[str]:
 
 
 def write_atomic(path: str, text: str) -> None:
-    """Write through a temporary file in the same directory and rename it over `path`, so
-    Asterisk (or the engine) never reads half a file. The old file's mode and owner are
-    kept: Asterisk may run as another user than astpbx."""
-    directory = os.path.dirname(path) or "."
-    temporary = os.path.join(directory, f".{os.path.basename(path)}.tmp{os.getpid()}")
+    """Write a generated file so that Asterisk (or the engine) never reads half of it."""
     try:
-        os.makedirs(directory, exist_ok=True)
-        with open(temporary, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        _keep_owner_and_mode(path, temporary)
-        os.replace(temporary, path)
+        write_atomically(path, text, make_dirs=True)
     except OSError as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
         raise ApplyError(f"cannot write {path}: {exc.strerror or exc}") from exc
-
-
-def _keep_owner_and_mode(old: str, new: str) -> None:
-    try:
-        info = os.stat(old)
-    except FileNotFoundError:
-        return
-    os.chmod(new, info.st_mode & 0o7777)
-    with contextlib.suppress(PermissionError):  # only root may give a file away
-        os.chown(new, info.st_uid, info.st_gid)
 
 
 def reload_module(ari: Ari, module: str, timeout: float = RELOAD_TIMEOUT) -> None:

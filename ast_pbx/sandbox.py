@@ -46,6 +46,7 @@ from typing import Any
 from ast_pbx.asterisk_files import conf_value
 from ast_pbx.config.system import System
 from ast_pbx.errors import EXIT_PROBLEMS, AstPbxError, UsageError
+from ast_pbx.files import write_atomically
 
 ROOT_ENV = "ASTPBX_SANDBOX_ROOT"
 DEFAULT_ROOT = "/var/cache/astpbx/sandbox-root"
@@ -476,11 +477,7 @@ def stale_base_files(sandbox: Sandbox) -> tuple[str, ...]:
 
 
 def _write_atomically(path: str, text: str) -> None:
-    temporary = f"{path}.tmp{os.getpid()}"
-    with open(temporary, "w", encoding="utf-8") as handle:
-        handle.write(text)
-    os.chmod(temporary, 0o640)  # ari.conf holds a password
-    os.replace(temporary, path)
+    write_atomically(path, text, mode=0o640)  # ari.conf holds a password
 
 
 def prepare_dirs(sandbox: Sandbox) -> None:

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import enum
-import os
 from typing import Annotated
 
 import typer
 
 from ast_pbx.cli.common import load_valid
 from ast_pbx.errors import UsageError
+from ast_pbx.files import write_atomically
 from ast_pbx.flowgraph import build, to_dot, to_mermaid
 from ast_pbx.graphviz import render_svg
 
@@ -21,15 +21,9 @@ class Format(enum.StrEnum):
 
 
 def _write(output: str, text: str) -> None:
-    # Through a temporary file so that a reader never sees half a picture.
-    temporary = f"{output}.tmp{os.getpid()}"
     try:
-        with open(temporary, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(temporary, output)
+        write_atomically(output, text)
     except OSError as exc:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
         raise UsageError(f"cannot write {output}: {exc.strerror or exc}") from exc
 
 

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from typing import Annotated
 
 import typer
 
 from ast_pbx.config.schema import schema_text
 from ast_pbx.errors import UsageError
+from ast_pbx.files import write_atomically
 
 
 def schema(
@@ -31,11 +31,8 @@ def schema(
     if output is None:
         typer.echo(text, nl=False)
         return
-    temporary = f"{output}.tmp{os.getpid()}"
     try:
-        with open(temporary, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(temporary, output)
+        write_atomically(output, text)
     except OSError as exc:
         raise UsageError(f"cannot write {output}: {exc.strerror or exc}") from exc
 
