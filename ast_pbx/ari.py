@@ -241,7 +241,8 @@ class AriClient:
                 method, self.base + uri, json=body, timeout=aiohttp.ClientTimeout(REQUEST_TIMEOUT)
             ) as response:
                 return response.status, response.reason or "", await response.text()
-        except (TimeoutError, aiohttp.ClientError) as exc:
+        except (TimeoutError, aiohttp.ClientError, RuntimeError) as exc:
+            # RuntimeError: aiohttp's "Session is closed" once the client is shutting down.
             raise AriError(f"{method} {uri}: {exc}") from exc
 
     async def quiet(self, method: str, path: str, params: Mapping[str, Any] | None = None) -> Any:

@@ -78,6 +78,9 @@ async def place_call(
                 "endpoint": f"Local/{number}@{CONTEXT}",
                 "app": f"{ari_config.app}-call",
                 "callerId": caller or "",
+                # As a SIP phone would: without it Asterisk gives a Local channel slin192
+                # and resamples every 8 kHz prompt to it.
+                "formats": "alaw",
                 "timeout": 30,
             },
         )

@@ -362,3 +362,21 @@ def test_calls_logged_after_an_id_come_in_log_order(log: CallLog) -> None:
     after = log.logged_after(before, called="90000")
     assert [c.channel_id for c in after] == ["later-clock", "earlier-clock"]
     assert log.last_id() == after[-1].id + 1
+
+
+def test_the_end_can_carry_the_whole_path_and_the_answer(log: CallLog) -> None:
+    start = datetime(2026, 3, 3, 7, 0, tzinfo=UTC)
+    log.started("c1", "+7900", "90000", at=start)
+    assert log.ended(
+        "c1",
+        at=start + timedelta(seconds=9),
+        outcome="queue 92000",
+        reason="caller hung up in the queue",
+        path=["90000", "92000"],
+        answered_at=start + timedelta(seconds=1),
+    )
+    record = log.get("c1")
+    assert record is not None
+    assert record.path == ("90000", "92000")
+    assert record.answered_at == start + timedelta(seconds=1)
+    assert record.talk_time == timedelta(seconds=8)

@@ -58,6 +58,8 @@ class Engine:
         self.peers: dict[str, CallSession] = {}
         self.key_latency = Latencies()  # a key's arrival → the engine's next ARI request
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._writes: asyncio.Queue[tuple[str, tuple[Any, ...], dict[str, Any]]] = asyncio.Queue()
+        self._writer: asyncio.Task[None] | None = None
 
     # Running
 
@@ -65,14 +67,18 @@ class Engine:
         connection = asyncio.create_task(self.ari.run(), name="ari")
         watcher = asyncio.create_task(self._watch_config(stop), name="config watcher")
         await stop.wait()
-        await self.ari.close()
+        # End the calls while ARI can still hang them up, then close the connection.
         for session in list(self.sessions.values()):
             session.put({"type": "StasisEnd", "channel": {"id": session.id}})
         await asyncio.gather(
             *(s.task for s in self.sessions.values() if s.task), return_exceptions=True
         )
+        await self.ari.close()
         watcher.cancel()
         await asyncio.gather(connection, watcher, return_exceptions=True)
+        await self._writes.join()  # every call's end is in the log before we stop
+        if self._writer is not None:
+            self._writer.cancel()
         self.directory.close()
         log.info("metrics key_to_action %s", json.dumps(self.key_latency.summary()))
 
@@ -168,14 +174,24 @@ class Engine:
             return f"{technology}/{number}@{name}"
         return f"PJSIP/{number}@{trunk.name}"
 
-    async def record(self, what: str, *args: Any, **kwargs: Any) -> None:
-        """Write to the call log without holding up the call; a failure is only logged."""
+    def record(self, what: str, *args: Any, **kwargs: Any) -> None:
+        """Queue a call-log write. Calls never wait for the database: one writer applies
+        the writes in order, in a thread; a failure is only logged."""
         if self.call_log is None:
             return
-        try:
-            await asyncio.to_thread(getattr(self.call_log, what), *args, **kwargs)
-        except Exception:
-            log.exception("call log: %s failed", what)
+        self._writes.put_nowait((what, args, kwargs))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write_log(), name="call log writer")
+
+    async def _write_log(self) -> None:
+        while True:
+            what, args, kwargs = await self._writes.get()
+            try:
+                await asyncio.to_thread(getattr(self.call_log, what), *args, **kwargs)
+            except Exception:
+                log.exception("call log: %s failed", what)
+            finally:
+                self._writes.task_done()
 
     # Reloading
 

@@ -59,7 +59,8 @@ class CallSession:
         self.peer: str | None = None
         self.bridge: str | None = None
         self._playbacks = 0
-        self._logged_visits = 0
+        self.answered_at: datetime | None = None
+        self.channel_gone = False  # Asterisk said the caller's channel is gone
         self._timers: list[asyncio.TimerHandle] = []
         self.task: asyncio.Task[None] | None = None
 
@@ -83,6 +84,12 @@ class CallSession:
                 event = await self.events.get()
                 if not await self._handle(event):
                     break
+        except AriError as exc:
+            if exc.status == 404:  # the channel is gone: the caller hung up meanwhile
+                self.call.hangup(self._now())
+            else:
+                log.exception("call %s failed; hanging up", self.id)
+                self.call.fail(self._now(), "engine error")
         except Exception:
             log.exception("call %s failed; hanging up", self.id)
             self.call.fail(self._now(), "engine error")
@@ -91,7 +98,7 @@ class CallSession:
 
     async def _begin(self) -> None:
         log.info("call %s from %s to %s", self.id, self.call.caller, self.call.called)
-        await self.engine.record(
+        self.engine.record(
             "started",
             self.id,
             self.call.caller,
@@ -102,7 +109,7 @@ class CallSession:
             config_version=self.version.version,
         )
         await self.ari.request("POST", f"channels/{self.id}/answer")
-        await self.engine.record("answered", self.id, self._now())
+        self.answered_at = self._now()
         await self._execute(self.call.start(self._now()))
 
     async def _handle(self, event: dict[str, Any]) -> bool:
@@ -138,6 +145,7 @@ class CallSession:
             await self.ari.quiet("DELETE", f"channels/{self.id}")
             return self.call.phase is not Phase.ENDED
         self.call.hangup(self._now())
+        self.channel_gone = True
         if self.peer is not None:
             await self.ari.quiet("DELETE", f"channels/{self.peer}")
             self.peer = None
@@ -146,7 +154,6 @@ class CallSession:
     async def _execute(self, actions: list[Action]) -> None:
         for action in actions:
             await self._do(action)
-        await self._log_visits()
 
     async def _do(self, action: Action) -> None:
         handlers: dict[type[Action], Callable[[Any], Awaitable[None]]] = {
@@ -208,6 +215,8 @@ class CallSession:
             "appArgs": f"dialed,{self.id}",
             "timeout": DIAL_TIMEOUT,
             "callerId": self.call.caller or "",
+            # The dialed side takes the caller's formats: no transcoding in the bridge.
+            "originator": self.id,
         }
         try:
             peer = await self.ari.request("POST", "channels", params)
@@ -225,17 +234,11 @@ class CallSession:
         await self.ari.request(
             "POST", f"bridges/{self.bridge}/addChannel", {"channel": f"{self.id},{peer}"}
         )
-        log.info("call %s: bridged with %s", self.id, peer)
+        log.debug("call %s: bridged with %s", self.id, peer)
 
     async def _hangup(self, action: Hangup) -> None:
-        log.info("call %s: hang up (%s)", self.id, action.reason)
+        log.debug("call %s: hang up (%s)", self.id, action.reason)
         await self.ari.quiet("DELETE", f"channels/{self.id}")
-
-    async def _log_visits(self) -> None:
-        new = self.call.visits[self._logged_visits :]
-        if new:
-            self._logged_visits = len(self.call.visits)
-            await self.engine.record("visited", self.id, list(new))
 
     async def _finish(self) -> None:
         for timer in self._timers:
@@ -243,15 +246,22 @@ class CallSession:
         if self.call.phase is not Phase.ENDED:
             self.call.hangup(self._now())
         try:
-            await self.ari.quiet("DELETE", f"channels/{self.id}")
+            if not self.channel_gone:
+                await self.ari.quiet("DELETE", f"channels/{self.id}")
             if self.bridge is not None:
                 await self.ari.quiet("DELETE", f"bridges/{self.bridge}")
         except Exception:  # whatever ARI does now, the call is over for us: log it, forget it
             log.exception("call %s: hanging up failed", self.id)
         ended = self.call.steps[-1] if self.call.steps else None
         reason = getattr(ended, "reason", None)
-        await self.engine.record(
-            "ended", self.id, at=self._now(), outcome=self.call.ends or "hangup", reason=reason
+        self.engine.record(
+            "ended",
+            self.id,
+            at=self._now(),
+            outcome=self.call.ends or "hangup",
+            reason=reason,
+            path=list(self.call.visits),
+            answered_at=self.answered_at,
         )
         self.engine.forget(self)
         log.info("call %s ended: %s (%s)", self.id, self.call.ends, reason)

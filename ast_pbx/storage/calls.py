@@ -125,20 +125,34 @@ class CallLog:
         return self._change(channel_id, change)
 
     def ended(
-        self, channel_id: str, *, at: datetime, outcome: str | None, reason: str | None
+        self,
+        channel_id: str,
+        *,
+        at: datetime,
+        outcome: str | None,
+        reason: str | None,
+        path: list[str] | None = None,
+        answered_at: datetime | None = None,
     ) -> bool:
-        """Note the end, how and why; the first end stays.
+        """Note the end, how and why; the first end stays. The engine passes the whole
+        `path` and the answer time here too, so that a call costs two writes, not one a
+        step.
 
         False, not an error, if the call is unknown (e.g. it began before a restart
         or its start failed to log): worth a log line, not a crash.
         """
         at = _aware(at)
+        answered = None if answered_at is None else _aware(answered_at)
 
         def change(call: Call) -> None:
             if call.ended_at is None:
                 call.ended_at = at
                 call.outcome = _fit("outcome", outcome)
                 call.reason = _fit("reason", reason)
+                if path is not None:
+                    call.path = list(path)
+                if answered is not None and call.answered_at is None:
+                    call.answered_at = answered
 
         return self._change(channel_id, change)
 

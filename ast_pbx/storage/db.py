@@ -203,6 +203,9 @@ def _sqlite_pragmas(connection: DBAPIConnection, _record: object) -> None:
     try:
         # WAL: the web pages read while the engine writes, without "database is locked".
         cursor.execute("PRAGMA journal_mode=WAL")
+        # With WAL this is still safe from corruption; a power cut may lose the last
+        # commits, an acceptable price for not syncing the disk on every call-log write.
+        cursor.execute("PRAGMA synchronous=NORMAL")
         # SQLite enforces foreign keys only when asked, per connection; later tables use them.
         cursor.execute("PRAGMA foreign_keys=ON")
     finally:
