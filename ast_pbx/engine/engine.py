@@ -185,13 +185,21 @@ class Engine:
 
     async def _write_log(self) -> None:
         while True:
-            what, args, kwargs = await self._writes.get()
+            batch = [await self._writes.get()]
+            while not self._writes.empty():  # what queued meanwhile goes in the same trip
+                batch.append(self._writes.get_nowait())
             try:
-                await asyncio.to_thread(getattr(self.call_log, what), *args, **kwargs)
+                await asyncio.to_thread(self._apply_writes, batch)
+            finally:
+                for _ in batch:
+                    self._writes.task_done()
+
+    def _apply_writes(self, batch: list[tuple[str, tuple[Any, ...], dict[str, Any]]]) -> None:
+        for what, args, kwargs in batch:
+            try:
+                getattr(self.call_log, what)(*args, **kwargs)
             except Exception:
                 log.exception("call log: %s failed", what)
-            finally:
-                self._writes.task_done()
 
     # Reloading
 

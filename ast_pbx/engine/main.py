@@ -46,8 +46,13 @@ async def serve(
     await asyncio.to_thread(database.migrate)
     cache = TtsCache(Path(system.paths.dir("tts-cache")), make_engine(system.tts), system.tts.voice)
 
+    spoken: dict[str, str] = {}  # text → media: the same prompts come back all day
+
     async def say(text: str) -> str:
-        return asterisk_media(await ensure_async(cache, text))
+        media = spoken.get(text)
+        if media is None:
+            media = spoken[text] = asterisk_media(await ensure_async(cache, text))
+        return media
 
     engine = Engine(
         path, version, clock=clock, prepare=prepare_version, call_log=CallLog(database), tts=say
