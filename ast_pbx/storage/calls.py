@@ -10,9 +10,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import overload
+from typing import Any, overload
 
 import sqlalchemy as sa
+from sqlalchemy.engine import CursorResult
 
 from ast_pbx.storage.db import Database
 from ast_pbx.storage.models import Call
@@ -89,7 +90,8 @@ class CallLog:
         config_version: str | None = None,
     ) -> int:
         """Log a new call; its id. A channel id already logged raises StorageError."""
-        call = Call(
+        # Core statements, not the ORM: the engine writes twice for every call.
+        insert = sa.insert(Call).values(
             channel_id=_fit("channel_id", channel_id),
             started_at=_aware(at),
             caller=_fit("caller", caller),
@@ -101,9 +103,9 @@ class CallLog:
             marked=False,
         )
         with self._database.session() as session:
-            session.add(call)
-            session.flush()
-            return call.id
+            result: CursorResult[Any] = session.execute(insert)  # type: ignore[assignment]
+            key = result.inserted_primary_key
+            return int(key[0]) if key else 0
 
     def answered(self, channel_id: str, at: datetime) -> bool:
         """Note the answer time; the first one stays. False if the call is unknown."""
@@ -141,20 +143,26 @@ class CallLog:
         False, not an error, if the call is unknown (e.g. it began before a restart
         or its start failed to log): worth a log line, not a crash.
         """
-        at = _aware(at)
-        answered = None if answered_at is None else _aware(answered_at)
-
-        def change(call: Call) -> None:
-            if call.ended_at is None:
-                call.ended_at = at
-                call.outcome = _fit("outcome", outcome)
-                call.reason = _fit("reason", reason)
-                if path is not None:
-                    call.path = list(path)
-                if answered is not None and call.answered_at is None:
-                    call.answered_at = answered
-
-        return self._change(channel_id, change)
+        values: dict[str, Any] = {
+            "ended_at": _aware(at),
+            "outcome": _fit("outcome", outcome),
+            "reason": _fit("reason", reason),
+        }
+        if path is not None:
+            values["path"] = list(path)
+        if answered_at is not None:
+            values["answered_at"] = sa.func.coalesce(Call.answered_at, _aware(answered_at))
+        # One UPDATE guarded by `ended_at IS NULL` keeps the first end, without a read first.
+        update = (
+            sa.update(Call)
+            .where(Call.channel_id == _fit("channel_id", channel_id), Call.ended_at.is_(None))
+            .values(**values)
+        )
+        with self._database.session() as session:
+            changed: CursorResult[Any] = session.execute(update)  # type: ignore[assignment]
+            if changed.rowcount:
+                return True
+        return self.get(channel_id) is not None  # already ended (True) or unknown (False)
 
     def recorded(self, channel_id: str, recording: str) -> bool:
         """Note the file of the call's recording. False if the call is unknown."""
