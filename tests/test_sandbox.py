@@ -79,7 +79,7 @@ def test_not_root_is_a_usage_error(
             """),
         encoding="utf-8",
     )
-    monkeypatch.setattr(box.os, "geteuid", lambda: 1000)
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
     with pytest.raises(SystemExit) as exited:
         main(["sandbox", "up", str(tmp_path)])
     assert exited.value.code == 2
