@@ -14,7 +14,7 @@ import base64
 import contextlib
 import json
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 import aiohttp
@@ -24,6 +24,7 @@ from aiohttp.test_utils import TestServer
 
 from ast_pbx import ari
 from ast_pbx.ari import AriClient, AriError
+from tests.async_helpers import eventually, run
 
 T = TypeVar("T")
 
@@ -33,19 +34,6 @@ USER, PASSWORD, APP = "astpbx", "s3cret:pw", "astpbx-test"
 NO_ANSWER = object()
 
 Response = tuple[int, Any]  # status, JSON body (None: empty body)
-
-
-def run(coroutine: Coroutine[Any, Any, T]) -> T:
-    return asyncio.run(coroutine)
-
-
-async def eventually(condition: Callable[[], bool], timeout: float = 2.0) -> None:
-    """Wait until `condition()` holds; fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.002)
 
 
 class FakeAri:

@@ -11,8 +11,7 @@ import asyncio
 import contextlib
 import textwrap
 import threading
-import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
@@ -26,6 +25,7 @@ from ast_pbx.engine.engine import Engine
 from ast_pbx.engine.session import CallSession
 from ast_pbx.engine.version import ConfigVersion
 from ast_pbx.errors import ConfigInvalid
+from tests.async_helpers import eventually, run
 
 T = TypeVar("T")
 MSK = ZoneInfo("Europe/Moscow")
@@ -45,19 +45,6 @@ menus:
 
 Request = tuple[str, str, dict[str, Any] | None]  # method, path, params
 Entry = tuple[str, tuple[Any, ...], dict[str, Any]]  # call log method, args, kwargs
-
-
-def run(coroutine: Coroutine[Any, Any, T]) -> T:
-    return asyncio.run(coroutine)
-
-
-async def eventually(condition: Callable[[], bool], timeout: float = 2.0) -> None:
-    """Wait until `condition()` holds; fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.002)
 
 
 async def settle() -> None:
