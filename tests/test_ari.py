@@ -15,7 +15,7 @@ import contextlib
 import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import aiohttp
 import pytest
@@ -25,8 +25,6 @@ from aiohttp.test_utils import TestServer
 from ast_pbx import ari
 from ast_pbx.ari import AriClient, AriError
 from tests.async_helpers import eventually, run
-
-T = TypeVar("T")
 
 USER, PASSWORD, APP = "astpbx", "s3cret:pw", "astpbx-test"
 

@@ -13,7 +13,7 @@ import textwrap
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -27,7 +27,6 @@ from ast_pbx.engine.version import ConfigVersion
 from ast_pbx.errors import ConfigInvalid
 from tests.async_helpers import eventually, run
 
-T = TypeVar("T")
 MSK = ZoneInfo("Europe/Moscow")
 APP = "astpbx"  # the default system.ari.app
 
