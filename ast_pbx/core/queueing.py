@@ -75,9 +75,12 @@ class _Waiting:
 
 
 class QueueState:
-    def __init__(self, queue: Queue, *,
-                 operator_of_today: Callable[[str | None], str | None] = lambda caller: None
-                 ) -> None:
+    def __init__(
+        self,
+        queue: Queue,
+        *,
+        operator_of_today: Callable[[str | None], str | None] = lambda caller: None,
+    ) -> None:
         self.queue = queue
         self.ring_for = timedelta(seconds=queue.ring_timeout)
         self._operator_of_today = operator_of_today  # for `sticky`: the shell's statistics
@@ -163,8 +166,11 @@ class QueueState:
 
     def _free_members(self, members: Mapping[str, MemberState]) -> list[str]:
         taken = {m for w in self._waiting for m in w.ringing}
-        return [m for m in self.queue.members
-                if members.get(m, MemberState(online=False)).free and m not in taken]
+        return [
+            m
+            for m in self.queue.members
+            if members.get(m, MemberState(online=False)).free and m not in taken
+        ]
 
     def _offer_to_their_operator(self, free: list[str], now: datetime) -> list[Decision]:
         decisions: list[Decision] = []
@@ -175,10 +181,12 @@ class QueueState:
                 decisions.append(self._ring(waiting, (operator,), now))
         return decisions
 
-    def _ring_next(self, waiting: _Waiting, free: list[str],
-                   members: Mapping[str, MemberState], now: datetime) -> list[Decision]:
-        reachable = {m for m in self.queue.members
-                     if members.get(m, MemberState(online=False)).free}
+    def _ring_next(
+        self, waiting: _Waiting, free: list[str], members: Mapping[str, MemberState], now: datetime
+    ) -> list[Decision]:
+        reachable = {
+            m for m in self.queue.members if members.get(m, MemberState(online=False)).free
+        }
         if reachable <= waiting.tried:
             waiting.tried.clear()  # everyone had a turn: start a new round
         chosen = tuple(m for m in free if m not in waiting.tried)[: self.queue.ring_at_once]
