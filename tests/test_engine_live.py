@@ -35,8 +35,11 @@ TUESDAY = datetime(2026, 3, 3, 10, 0, tzinfo=MSK)
 MONDAY = datetime(2026, 3, 2, 10, 0, tzinfo=MSK)
 
 # Phones answered by Local channels: the engine dials Local/N@astpbx-test-phones.
+# 1111 (the first member of queue 92000) never answers; the others answer at once.
 TEST_PHONES = """\
 [astpbx-test-phones]
+exten => 1111,1,Wait(30)
+ same => n,Hangup()
 exten => _X!,1,Answer()
  same => n,Wait(2)
  same => n,Hangup()
@@ -194,6 +197,16 @@ def test_key_reaches_the_queue(live: Live) -> None:
     visits, ends = live.call("90000", "w1 2 w1", hang_up=True)
     assert visits == ["90000", "92000"]
     assert ends == "queue 92000 (caller hung up in the queue)"
+
+
+def test_the_queue_rings_its_members_in_turn(live: Live) -> None:
+    # 1111 rings for ring_timeout (5 s) without answering, then 1001 answers.
+    live.clock.set(TUESDAY)
+    started = time.monotonic()
+    visits, ends = live.call("92000", timeout=30)
+    assert visits == ["92000"]
+    assert ends == "queue 92000 (answered by 1001)"
+    assert time.monotonic() - started > 5
 
 
 def test_every_menu_by_keys_and_a_digits_entry(live: Live) -> None:

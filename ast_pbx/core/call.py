@@ -152,6 +152,12 @@ class Call:
         )
         return []
 
+    def connected(self, member: str, now: datetime) -> list[Action]:
+        """A member of the queue answered: the call is theirs now."""
+        if self.phase is not Phase.QUEUED:
+            return []
+        return self._end(self.ends or "hangup", f"answered by {member}")
+
     def fail(self, now: datetime, reason: str) -> list[Action]:
         """The shell could not carry the call on (an error of its own): it ends here."""
         if self.phase is Phase.ENDED:

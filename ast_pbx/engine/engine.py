@@ -18,6 +18,7 @@ from ast_pbx.core.scenarios import Answer
 from ast_pbx.core.steps import Play
 from ast_pbx.engine.directory import SqlDirectory
 from ast_pbx.engine.metrics import Latencies
+from ast_pbx.engine.queues import Queues
 from ast_pbx.engine.session import PEER_UP, RECEIVED, CallSession
 from ast_pbx.engine.version import ConfigVersion
 
@@ -56,6 +57,7 @@ class Engine:
         self.directory = SqlDirectory(version.config.directory)
         self.sessions: dict[str, CallSession] = {}
         self.peers: dict[str, CallSession] = {}
+        self.queues = Queues(self)
         self.key_latency = Latencies()  # a key's arrival → the engine's next ARI request
         self._tasks: set[asyncio.Task[Any]] = set()
         self._writes: asyncio.Queue[tuple[str, tuple[Any, ...], dict[str, Any]]] = asyncio.Queue()
@@ -99,6 +101,9 @@ class Engine:
         if kind == "StasisStart":
             self._stasis_start(event, channel)
             return
+        if kind in ("ChannelDestroyed", "StasisEnd") and self.queues.handles(channel_id):
+            self.queues.gone(channel_id)
+            return
         session = self.sessions.get(channel_id) or self.peers.get(channel_id)
         if session is not None:
             session.put(event)
@@ -106,6 +111,9 @@ class Engine:
     def _stasis_start(self, event: dict[str, Any], channel: dict[str, Any]) -> None:
         args = [str(a) for a in event.get("args") or []]
         channel_id = str(channel.get("id", ""))
+        if args[:1] == ["queued"]:
+            self.queues.answered(channel_id)
+            return
         if args[:1] == ["dialed"]:
             owner = args[1] if len(args) > 1 else ""
             parent = self.peers.get(channel_id) or self.sessions.get(owner)

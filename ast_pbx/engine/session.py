@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from ast_pbx.ari import AriError
+from ast_pbx.config.model import Queue
 from ast_pbx.core.call import Call, Phase
 from ast_pbx.core.steps import (
     Action,
@@ -28,6 +29,7 @@ from ast_pbx.core.steps import (
     StartTimer,
     StopPlayback,
 )
+from ast_pbx.engine.queues import CONNECTED, SEND_AWAY
 from ast_pbx.engine.version import ConfigVersion
 
 if TYPE_CHECKING:
@@ -82,7 +84,11 @@ class CallSession:
             await self._begin()
             while self.call.phase is not Phase.ENDED or self.peer is not None:
                 event = await self.events.get()
-                if not await self._handle(event):
+                queued = self.call.phase is Phase.QUEUED
+                going_on = await self._handle(event)
+                if queued and self.call.phase is not Phase.QUEUED:
+                    await self.engine.queues.leave(self.id)  # a handler, or the end
+                if not going_on:
                     break
         except AriError as exc:
             if exc.status == 404:  # the channel is gone: the caller hung up meanwhile
@@ -135,7 +141,18 @@ class CallSession:
             await self._execute(self.call.lookup_done(event.get("answer"), now))
         elif kind == PEER_UP:
             await self._bridge(str(event["peer"]))
+        elif kind == CONNECTED:
+            await self._connected(str(event["member"]), str(event["peer"]))
+        elif kind == SEND_AWAY:
+            self.call.fail(now, str(event.get("reason", "sent away")))
         return True
+
+    async def _connected(self, member: str, peer: str) -> None:
+        """A queue member answered: theirs is the call (the queue keeps no more of it)."""
+        self.peer = peer
+        self.engine.watch_peer(peer, self)
+        await self._execute(self.call.connected(member, self._now()))
+        await self._bridge(peer)
 
     async def _gone(self, event: dict[str, Any]) -> bool:
         channel = str((event.get("channel") or {}).get("id", ""))
@@ -198,8 +215,11 @@ class CallSession:
         self.engine.spawn(ask())
 
     async def _enter_queue(self, action: EnterQueue) -> None:
-        # Until the queue engine rings operators, a queued caller hears ringing.
+        # Hold playlists are still to come: a queued caller hears ringing meanwhile.
         await self.ari.request("POST", f"channels/{self.id}/ring")
+        queue = self.version.config.targets[action.queue]
+        assert isinstance(queue, Queue)
+        await self.engine.queues.enter(self, queue)
 
     async def _dial_phone(self, action: DialPhone) -> None:
         await self._dial(self.engine.phone_endpoint(self.version, action.phone))
@@ -243,6 +263,8 @@ class CallSession:
     async def _finish(self) -> None:
         for timer in self._timers:
             timer.cancel()
+        await self.engine.queues.leave(self.id)
+        self.engine.queues.hung_up(self.id)
         if self.call.phase is not Phase.ENDED:
             self.call.hangup(self._now())
         try:
