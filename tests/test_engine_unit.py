@@ -726,3 +726,53 @@ def test_sessions_are_call_sessions(harness: Harness) -> None:
         await harness.drain()
 
     run(scenario())
+
+
+QUEUE_CONFIG = """\
+phones:
+  - {number: "1001", password: long-enough-secret}
+playlists:
+  - id: hold
+    items:
+      - scenario: queue_position
+      - say: Please hold
+menus:
+  - number: "300"
+    say: After the queue
+queues:
+  - number: "92000"
+    members: ["1001"]
+    playlist: hold
+    on:
+      - {key: "1", goto: "300"}
+"""
+
+
+def test_a_queued_caller_hears_the_playlist_with_their_position(tmp_path: Path) -> None:
+    h = Harness(tmp_path, QUEUE_CONFIG)
+
+    async def scenario() -> None:
+        h.start("a", exten="92000")
+        first = await h.playing("a")
+        h.start("b", exten="92000")
+        await h.playing("b")
+        assert h.said[:2] == ["Ваш номер в очереди: 1.", "Ваш номер в очереди: 2."]
+        h.finished("a", first)
+        second = await h.playing("a", 2)
+        assert h.said[-1] == "Please hold"
+        h.finished("a", second)
+        await h.playing("a", 3)  # round and round
+        assert h.said[-1] == "Ваш номер в очереди: 1."
+        # The member 1001 was rung for the first caller only.
+        rung = [p for m, path, p in h.ari.calls if (m, path) == ("POST", "channels")]
+        assert [p["appArgs"] for p in rung if p] == ["queued,a,1001"]
+        h.key("b", "1")  # b leaves the queue for menu 300: the music stops first
+        await h.playing("b", 2)
+        assert h.said[-1] == "After the queue"
+        hold_of_b = h.ari.plays("b")[0]["playbackId"]
+        assert ("DELETE", f"playbacks/{hold_of_b}", None) in h.ari.calls
+        h.end("a")
+        h.end("b")
+        await h.ended("a")
+
+    run(scenario())

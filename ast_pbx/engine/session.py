@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from ast_pbx.ari import AriError
-from ast_pbx.config.model import Queue
+from ast_pbx.config.model import Prompt, Queue
 from ast_pbx.core.call import Call, Phase
 from ast_pbx.core.steps import (
     Action,
@@ -29,6 +29,7 @@ from ast_pbx.core.steps import (
     StartTimer,
     StopPlayback,
 )
+from ast_pbx.engine.hold import Hold, greeting_text, position_text
 from ast_pbx.engine.queues import CONNECTED, SEND_AWAY
 from ast_pbx.engine.version import ConfigVersion
 
@@ -63,6 +64,7 @@ class CallSession:
         self._playbacks = 0
         self.answered_at: datetime | None = None
         self.channel_gone = False  # Asterisk said the caller's channel is gone
+        self.hold: Hold | None = None  # the queue's playlist while waiting
         self._timers: list[asyncio.TimerHandle] = []
         self.task: asyncio.Task[None] | None = None
 
@@ -88,6 +90,7 @@ class CallSession:
                 going_on = await self._handle(event)
                 if queued and self.call.phase is not Phase.QUEUED:
                     await self.engine.queues.leave(self.id)  # a handler, or the end
+                    self.hold = None
                 if not going_on:
                     break
         except AriError as exc:
@@ -134,7 +137,10 @@ class CallSession:
         elif kind == "PlaybackFinished":
             if (event.get("playback") or {}).get("id") == self.playback:
                 self.playback = None
-                await self._execute(self.call.prompt_done(now))
+                if self.hold is not None and self.call.phase is Phase.QUEUED:
+                    await self._play_hold()
+                else:
+                    await self._execute(self.call.prompt_done(now))
         elif kind == TIMER:
             await self._execute(self.call.timer(int(event["token"]), now))
         elif kind == LOOKUP:
@@ -149,6 +155,7 @@ class CallSession:
 
     async def _connected(self, member: str, peer: str) -> None:
         """A queue member answered: theirs is the call (the queue keeps no more of it)."""
+        await self._stop_hold()
         self.peer = peer
         self.engine.watch_peer(peer, self)
         await self._execute(self.call.connected(member, self._now()))
@@ -186,6 +193,8 @@ class CallSession:
         await handlers[type(action)](action)
 
     async def _play(self, action: Play) -> None:
+        if self.hold is not None and self.call.phase is not Phase.QUEUED:
+            await self._stop_hold()  # a handler moved the caller on: the music stops
         media = await self.engine.media(self.version, action)
         self._playbacks += 1
         self.playback = f"{self.id}-p{self._playbacks}"
@@ -215,11 +224,37 @@ class CallSession:
         self.engine.spawn(ask())
 
     async def _enter_queue(self, action: EnterQueue) -> None:
-        # Hold playlists are still to come: a queued caller hears ringing meanwhile.
-        await self.ari.request("POST", f"channels/{self.id}/ring")
         queue = self.version.config.targets[action.queue]
         assert isinstance(queue, Queue)
         await self.engine.queues.enter(self, queue)
+        playlist = self.version.config.playlist_by_id.get(queue.playlist or "")
+        if playlist is None or not playlist.items:
+            await self.ari.request("POST", f"channels/{self.id}/ring")  # the ringing tone
+            return
+        self.hold = Hold(playlist)
+        await self._play_hold()
+
+    async def _play_hold(self) -> None:
+        """The next item of the hold playlist; an item with nothing to say is skipped."""
+        assert self.hold is not None
+        for _ in self.hold.playlist.items:
+            text = await self._hold_item(self.hold.next())
+            if text is not None:
+                await self._play(text)
+                return
+
+    async def _hold_item(self, item: Prompt) -> Play | None:
+        if item.kind != "scenario":
+            return Play(item.kind, item.value)
+        if item.value == "queue_position":
+            position = self.engine.queues.position(self.id)
+            return None if position is None else Play("say", position_text(position))
+        name = await self.engine.lookup(self.version, "caller_name", self.call.caller or "")
+        return Play("say", greeting_text(name)) if isinstance(name, str) and name else None
+
+    async def _stop_hold(self) -> None:
+        self.hold = None
+        await self._stop_playback(StopPlayback())
 
     async def _dial_phone(self, action: DialPhone) -> None:
         await self._dial(self.engine.phone_endpoint(self.version, action.phone))
