@@ -7,9 +7,7 @@ from typing import Annotated
 
 import typer
 
-from ast_pbx.cli.common import load_valid
-from ast_pbx.errors import UsageError
-from ast_pbx.files import write_atomically
+from ast_pbx.cli.common import emit, load_valid
 from ast_pbx.flowgraph import build, to_dot, to_mermaid
 from ast_pbx.graphviz import render_svg
 
@@ -18,13 +16,6 @@ class Format(enum.StrEnum):
     mermaid = "mermaid"
     dot = "dot"
     svg = "svg"
-
-
-def _write(output: str, text: str) -> None:
-    try:
-        write_atomically(output, text)
-    except OSError as exc:
-        raise UsageError(f"cannot write {output}: {exc.strerror or exc}") from exc
 
 
 def graph(
@@ -71,10 +62,7 @@ def graph(
         text = to_dot(flow)
         if output_format is Format.svg:
             text = render_svg(text)
-    if output is None:
-        typer.echo(text, nl=False)
-    else:
-        _write(output, text)
+    emit(text, output)
 
 
 def register(app: typer.Typer) -> None:

@@ -6,9 +6,8 @@ from typing import Annotated
 
 import typer
 
+from ast_pbx.cli.common import emit
 from ast_pbx.config.schema import schema_text
-from ast_pbx.errors import UsageError
-from ast_pbx.files import write_atomically
 
 
 def schema(
@@ -27,14 +26,7 @@ def schema(
     Point yaml-language-server at it to get completion and validation while typing, e.g. a
     first line `# yaml-language-server: $schema=./astpbx.schema.json` in each config file.
     """
-    text = schema_text()
-    if output is None:
-        typer.echo(text, nl=False)
-        return
-    try:
-        write_atomically(output, text)
-    except OSError as exc:
-        raise UsageError(f"cannot write {output}: {exc.strerror or exc}") from exc
+    emit(schema_text(), output)
 
 
 def register(app: typer.Typer) -> None:
