@@ -19,6 +19,7 @@ import itertools
 import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit, urlunsplit
 
@@ -34,6 +35,7 @@ EventHandler = Callable[[dict[str, Any]], None]
 ConnectedHandler = Callable[[], Awaitable[None]]
 
 REQUEST_TIMEOUT = 10.0
+DOWNLOAD_TIMEOUT = 300.0  # a long conversation is a large file
 PROBE_TIMEOUT = 2.0
 BACKOFF_START, BACKOFF_MAX = 0.2, 5.0
 
@@ -244,6 +246,34 @@ class AriClient:
         except (TimeoutError, aiohttp.ClientError, RuntimeError) as exc:
             # RuntimeError: aiohttp's "Session is closed" once the client is shutting down.
             raise AriError(f"{method} {uri}: {exc}") from exc
+
+    async def download(self, path: str, target: Path) -> int:
+        """GET a binary resource (a stored recording) into `target` over HTTP, written
+        to a temporary file first so that a broken transfer leaves no half file.
+        Returns the size in bytes."""
+        if self._session is None:
+            raise AriError("not connected to ARI")
+        partial = target.with_name(target.name + ".part")
+        size = 0
+        try:
+            async with self._session.get(
+                self.base + quote(path, safe="/:@-._~"),
+                timeout=aiohttp.ClientTimeout(DOWNLOAD_TIMEOUT),
+            ) as response:
+                if response.status >= 300:
+                    raise AriError(
+                        f"GET {path}: {response.status} {response.reason}", response.status
+                    )
+                with partial.open("wb") as out:
+                    async for chunk in response.content.iter_chunked(1 << 16):
+                        out.write(chunk)
+                        size += len(chunk)
+            partial.replace(target)
+        except (TimeoutError, aiohttp.ClientError, RuntimeError, OSError) as exc:
+            raise AriError(f"GET {path}: {exc}") from exc
+        finally:
+            partial.unlink(missing_ok=True)
+        return size
 
     async def quiet(self, method: str, path: str, params: Mapping[str, Any] | None = None) -> Any:
         """A request whose failure only matters to the log (hanging up a gone channel)."""

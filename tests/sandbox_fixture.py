@@ -14,6 +14,7 @@ found it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -95,6 +96,37 @@ class SandboxInfo:
             return status, json.loads(body) if body else None
         except ValueError:
             return status, None
+
+    def system_yaml(self, base: Path, asterisk: str = "") -> str:
+        """A `system:` section for a test config on this sandbox, its database in
+        `base`; `asterisk` adds keys to `system.asterisk` (`presence: always`)."""
+        more = f", {asterisk}" if asterisk else ""
+        return textwrap.dedent(f"""\
+            system:
+              timezone: Europe/Moscow
+              ari: {{url: "{self.ari_url}", username: "{self.username}",
+                    password: "{self.password}", app: "{self.app}"}}
+              asterisk: {{config_dir: "{self.asterisk_config_dir}", sip: "{self.sip}"{more}}}
+              paths: {{data: "{self.data_dir}"}}
+              database: "sqlite:///{base}/calls.db"
+              tts: {{engine: espeak, voice: ru}}
+            """)
+
+    @contextlib.contextmanager
+    def applied(self, config: Path, dialplan: str | None = None) -> Iterator[None]:
+        """`astpbx apply CONFIG`, with `dialplan` (test phones) in extensions_local.conf;
+        the generated files are removed and Asterisk reloaded afterwards."""
+        if dialplan is not None:
+            (self.asterisk_config_dir / "extensions_local.conf").write_text(dialplan, "utf-8")
+        result = self.astpbx("apply", str(config))
+        try:
+            assert result.returncode == 0, result.stdout + result.stderr
+            yield
+        finally:
+            for name in ("extensions_local.conf", "extensions_astpbx.conf", "pjsip_astpbx.conf"):
+                (self.asterisk_config_dir / name).unlink(missing_ok=True)
+            self.ari("PUT", "asterisk/modules/pbx_config.so")
+            self.ari("PUT", "asterisk/modules/res_pjsip.so")
 
 
 def _write_config(base: Path) -> SandboxInfo:

@@ -7,25 +7,23 @@ with `astpbx call`, which dials through Asterisk and reads the engine's call log
 
 from __future__ import annotations
 
-import asyncio
 import shutil
 import subprocess
 import sys
 import textwrap
-import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
 
 from ast_pbx.engine.engine import Engine
-from ast_pbx.engine.main import prepare_version, serve
 from tests.conftest import EXAMPLE
+from tests.live_engine import LiveEngine, MovableClock
 from tests.sandbox_fixture import SandboxInfo
 
 pytestmark = pytest.mark.asterisk
@@ -46,28 +44,20 @@ exten => _X!,1,Answer()
 """
 
 
-class MovableClock:
-    """Real time, shifted so that it reads what a test wants it to read."""
-
-    def __init__(self) -> None:
-        self.offset = timedelta()
-
-    def set(self, moment: datetime) -> None:
-        self.offset = moment - datetime.now(UTC)
-
-    def __call__(self) -> datetime:
-        return datetime.now(UTC) + self.offset
-
-
 @dataclass
 class Live:
     config: Path  # what the engine runs (tests edit it)
     caller_config: Path  # a copy `astpbx call` reads: it stays valid while tests break `config`
-    clock: MovableClock
-    engine: Engine | None = None
-    loop: asyncio.AbstractEventLoop | None = None
-    stop: asyncio.Event | None = None
-    ready: threading.Event = field(default_factory=threading.Event)
+    runner: LiveEngine
+
+    @property
+    def clock(self) -> MovableClock:
+        assert isinstance(self.runner.clock, MovableClock)
+        return self.runner.clock
+
+    @property
+    def engine(self) -> Engine | None:
+        return self.runner.engine
 
     def call(
         self,
@@ -110,20 +100,8 @@ def _write_config(sandbox: SandboxInfo, base: Path) -> Path:
     shutil.copytree(
         EXAMPLE, config, ignore=shutil.ignore_patterns("system.yaml", "directory.yaml", "*.md")
     )
-    (config / "system.yaml").write_text(
-        textwrap.dedent(f"""\
-        system:
-          timezone: Europe/Moscow
-          ari: {{url: "{sandbox.ari_url}", username: "{sandbox.username}",
-                password: "{sandbox.password}", app: "{sandbox.app}"}}
-          asterisk: {{config_dir: "{sandbox.asterisk_config_dir}", sip: "{sandbox.sip}",
-                     phone_dial: "Local/{{number}}@astpbx-test-phones"}}
-          paths: {{data: "{sandbox.data_dir}"}}
-          database: "sqlite:///{base}/calls.db"
-          tts: {{engine: espeak, voice: ru}}
-        """),
-        encoding="utf-8",
-    )
+    dial = 'phone_dial: "Local/{number}@astpbx-test-phones", presence: always'
+    (config / "system.yaml").write_text(sandbox.system_yaml(base, dial), encoding="utf-8")
     # A menu with handlers but no timeout handler: it hangs up after 15 s by default.
     (config / "zz-live.yaml").write_text(
         textwrap.dedent("""\
@@ -139,57 +117,21 @@ def _write_config(sandbox: SandboxInfo, base: Path) -> Path:
     return config
 
 
-def _run_engine(live: Live) -> None:
-    async def main() -> None:
-        live.loop = asyncio.get_running_loop()
-        live.stop = asyncio.Event()
-        version = await asyncio.to_thread(prepare_version, str(live.config))
-
-        def started(engine: Engine) -> None:
-            live.engine = engine
-
-        serving = asyncio.create_task(
-            serve(str(live.config), version, live.stop, clock=live.clock, started=started)
-        )
-        while live.engine is None or not live.engine.ari.connected:
-            await asyncio.sleep(0.05)
-        live.ready.set()
-        await serving
-
-    asyncio.run(main())
-
-
 @pytest.fixture(scope="module")
 def live(sandbox: SandboxInfo, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     base = tmp_path_factory.mktemp("live")
     config = _write_config(sandbox, base)
-    local = sandbox.asterisk_config_dir / "extensions_local.conf"
-    local.write_text(TEST_PHONES, encoding="utf-8")
-    applied = subprocess.run(
-        [sys.executable, "-m", "ast_pbx", "apply", str(config)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert applied.returncode == 0, applied.stdout + applied.stderr
     caller_config = base / "caller"
     shutil.copytree(config, caller_config)
-    live = Live(config, caller_config, MovableClock())
+    runner = LiveEngine(config)
+    live = Live(config, caller_config, runner)
     live.clock.set(TUESDAY)
-    thread = threading.Thread(target=_run_engine, args=(live,), daemon=True)
-    thread.start()
-    assert live.ready.wait(30), "the engine did not connect to ARI"
-    try:
-        yield live
-    finally:
-        assert live.loop is not None and live.stop is not None
-        live.loop.call_soon_threadsafe(live.stop.set)
-        thread.join(30)
-        for name in ("extensions_local.conf", "extensions_astpbx.conf", "pjsip_astpbx.conf"):
-            (sandbox.asterisk_config_dir / name).unlink(missing_ok=True)
-        sandbox.ari("PUT", "asterisk/modules/pbx_config.so")
-        sandbox.ari("PUT", "asterisk/modules/res_pjsip.so")
+    with sandbox.applied(config, TEST_PHONES):
+        runner.start()
+        try:
+            yield live
+        finally:
+            runner.stop()
 
 
 def test_key_reaches_the_queue(live: Live) -> None:

@@ -333,7 +333,7 @@ def test_a_failing_tts_or_call_log_never_leaves_the_channel(harness: Harness) ->
         h.start("c1")
         await eventually(lambda: "c1" not in h.engine.sessions)
         assert h.ari.to("DELETE", "channels/c1")
-        assert h.log.ended_of("c1") is not None
+        await eventually(lambda: h.log.ended_of("c1") is not None)
 
         h.engine.tts = h.tts
 
@@ -630,12 +630,17 @@ def test_dialing_a_phone_bridges_and_the_peer_hanging_up_ends_the_call(
         assert ari.calls[3:] == [
             ("POST", "bridges", {"type": "mixing"}),
             ("POST", "bridges/b1/addChannel", {"channel": "c1,peer-1"}),
+            (
+                "POST",
+                "bridges/b1/record",
+                {"name": "astpbx-c1-1", "format": "wav", "ifExists": "overwrite", "beep": False},
+            ),
         ]
         assert "peer-1" not in h.engine.sessions  # the peer is no call of its own
 
         h.end("peer-1")
         ended = await h.ended("c1")
-        assert ari.calls[5] == ("DELETE", "channels/c1", None)
+        assert ari.calls[6] == ("DELETE", "channels/c1", None)
         assert ari.to("DELETE", "bridges/b1")
         assert (ended["outcome"], ended["reason"]) == ("phone 1001", "dialed")
         assert h.engine.peers == {}
@@ -675,13 +680,14 @@ def test_the_peer_may_enter_the_app_before_the_originate_returns(harness: Harnes
             {"type": "StasisStart", "args": ["dialed", "c1"], "channel": {"id": "peer-1"}}
         )
         h.start("c1", exten="1001")
-        await eventually(lambda: bool(ari.to("POST", "bridges/b1/addChannel")))
+        await eventually(lambda: bool(ari.to("POST", "bridges/b1/record")))
         assert [c[1] for c in ari.calls] == [
             "channels/c1/answer",
             "channels",
             "channels/c1/ring",
             "bridges",
             "bridges/b1/addChannel",
+            "bridges/b1/record",
         ]
         h.end("c1")
         await h.ended("c1")
@@ -745,6 +751,8 @@ queues:
     playlist: hold
     on:
       - {key: "1", goto: "300"}
+system:
+  asterisk: {presence: always}
 """
 
 

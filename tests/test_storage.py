@@ -1,13 +1,12 @@
 """Storage against SQLite (a temporary file) and PostgreSQL (a scratch database).
 
-PostgreSQL tests are marked `postgres` and skipped only if the server is not there.
+PostgreSQL tests are marked `postgres` and skipped only if the server is not there
+(the fixtures are in `storage_fixtures.py`).
 """
 
 from __future__ import annotations
 
-import secrets
 import sqlite3
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -21,61 +20,10 @@ from ast_pbx.errors import EXIT_USAGE, AstPbxError
 from ast_pbx.storage.calls import CallLog, CallRecord
 from ast_pbx.storage.db import Database, StorageError, migrations_dir, open_database
 from ast_pbx.storage.models import Base
+from tests.storage_fixtures import database_fixture, postgres_url_fixture, url_fixture  # noqa: F401
 
-ADMIN_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
 MSK = timezone(timedelta(hours=3))
 T0 = datetime(2026, 3, 2, 7, 0, tzinfo=UTC)
-
-
-@pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
-    """A fresh database for the whole test session, dropped at the end."""
-    admin = sa.create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
-    name = f"astpbx_test_{secrets.token_hex(6)}"
-    try:
-        with admin.connect() as connection:
-            connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
-            # Sessions far from UTC: times must still come back in UTC.
-            zone = f"ALTER DATABASE \"{name}\" SET timezone TO 'Asia/Vladivostok'"
-            connection.execute(sa.text(zone))
-    except sa.exc.OperationalError as error:
-        admin.dispose()
-        pytest.skip(f"PostgreSQL unreachable at {ADMIN_URL}: {error.orig}")
-    try:
-        # The bare scheme, as in a config: astpbx must choose psycopg2 by itself.
-        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
-    finally:
-        with admin.connect() as connection:
-            connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-
-def _empty_postgres(url: str) -> None:
-    """Tests share the session's database: start each from an empty schema."""
-    engine = sa.create_engine(
-        sa.make_url(url).set(drivername="postgresql+psycopg2"), isolation_level="AUTOCOMMIT"
-    )
-    with engine.connect() as connection:
-        connection.execute(sa.text("DROP SCHEMA public CASCADE"))
-        connection.execute(sa.text("CREATE SCHEMA public"))
-    engine.dispose()
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """An empty database of each kind."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'astpbx.db'}"
-    postgres: str = request.getfixturevalue("postgres_url")
-    _empty_postgres(postgres)
-    return postgres
-
-
-@pytest.fixture
-def database(url: str) -> Iterator[Database]:
-    with open_database(url) as database:
-        database.migrate()
-        yield database
 
 
 @pytest.fixture
@@ -97,7 +45,7 @@ def test_migrate_twice_is_idempotent(url: str) -> None:
 
 def test_head_of_package_is_recorded_in_database(database: Database) -> None:
     head = database.head_revision()
-    assert head == "0001"
+    assert head == "0002"
     with database.engine.connect() as connection:
         recorded = connection.execute(sa.text("SELECT version_num FROM alembic_version")).all()
     assert recorded == [(head,)]

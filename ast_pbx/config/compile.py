@@ -363,6 +363,7 @@ def build_system(raw: Raw) -> System:
         path(asterisk, "config_dir") or System.asterisk_config_dir,
         asterisk.text("sip") or System.asterisk_sip,
         asterisk.text("phone_dial") or System.phone_dial,
+        asterisk.text("presence") or System.presence,
         raw.text("database"),
         http.text("listen") or System.http_listen,
         Paths(

@@ -58,6 +58,8 @@ class System(Located):
     asterisk_sip: str = "127.0.0.1:5060"  # HOST:PORT of the PJSIP UDP transport
     # How the engine dials a phone; a test bench or another PBX may answer for the phones.
     phone_dial: str = "PJSIP/{number}"
+    # When a queue member is online: "endpoint" (its PJSIP endpoint's state) or "always".
+    presence: str = "endpoint"
     database: str | None = None  # None: SQLite file in the data directory
     http_listen: str = "127.0.0.1:8080"
     paths: Paths = Paths()

@@ -18,7 +18,10 @@ from ast_pbx.core.scenarios import Answer
 from ast_pbx.core.steps import Play
 from ast_pbx.engine.directory import SqlDirectory
 from ast_pbx.engine.metrics import Latencies
+from ast_pbx.engine.monitor import Monitor
+from ast_pbx.engine.presence import Presence
 from ast_pbx.engine.queues import Queues
+from ast_pbx.engine.recordings import Recorder
 from ast_pbx.engine.session import PEER_UP, RECEIVED, CallSession
 from ast_pbx.engine.version import ConfigVersion
 
@@ -36,12 +39,16 @@ class Engine:
         clock: Clock = lambda: datetime.now(UTC),
         prepare: Any = None,
         call_log: Any = None,
+        queue_stats: Any = None,
+        operators: Any = None,
         tts: Any = None,
     ) -> None:
         self.config_path = config_path
         self.current = version
         self.clock = clock
         self.call_log = call_log  # ast_pbx.storage.calls.CallLog, or None to keep no log
+        # Where `record("queues.…")` writes: ast_pbx.storage.queues.QueueStats, or None.
+        self.queue_stats = queue_stats
         self.tts = tts  # async (text) -> media URI
         self._prepare = prepare  # blocking (path) -> ConfigVersion, for reloads
         system = version.config.system
@@ -58,6 +65,9 @@ class Engine:
         self.sessions: dict[str, CallSession] = {}
         self.peers: dict[str, CallSession] = {}
         self.queues = Queues(self)
+        self.presence = Presence(self, operators)  # operators: storage.operators.OperatorStore
+        self.recorder = Recorder(self)
+        self.monitor = Monitor(self)
         self.key_latency = Latencies()  # a key's arrival → the engine's next ARI request
         self._tasks: set[asyncio.Task[Any]] = set()
         self._writes: asyncio.Queue[tuple[str, tuple[Any, ...], dict[str, Any]]] = asyncio.Queue()
@@ -66,6 +76,7 @@ class Engine:
     # Running
 
     async def run(self, stop: asyncio.Event) -> None:
+        await self._load_today()
         connection = asyncio.create_task(self.ari.run(), name="ari")
         watcher = asyncio.create_task(self._watch_config(stop), name="config watcher")
         await stop.wait()
@@ -83,6 +94,16 @@ class Engine:
             self._writer.cancel()
         self.directory.close()
         log.info("metrics key_to_action %s", json.dumps(self.key_latency.summary()))
+
+    async def _load_today(self) -> None:
+        """Who talked to whom today, for `sticky` queues, survives a restart."""
+        if self.queue_stats is None:
+            return
+        now = self.clock()
+        local = now.astimezone(self.current.config.system.zone())
+        midnight = local.replace(hour=0, minute=0, second=0, microsecond=0)
+        operators = await asyncio.to_thread(self.queue_stats.operators_since, midnight)
+        self.queues.load_today(operators, now)
 
     def spawn(self, coroutine: Coroutine[Any, Any, Any]) -> None:
         task = asyncio.create_task(coroutine)
@@ -104,6 +125,16 @@ class Engine:
         if kind in ("ChannelDestroyed", "StasisEnd") and self.queues.handles(channel_id):
             self.queues.gone(channel_id)
             return
+        if kind in ("ChannelDestroyed", "StasisEnd") and self.monitor.handles(channel_id):
+            self.monitor.channel_gone(channel_id)
+            return
+        if kind == "EndpointStateChange":
+            if self.presence.endpoint_changed(event) is not None:
+                self.spawn(self.queues.dispatch_all())
+            return
+        if self.recorder.handles(event):
+            self.recorder.on_event(event)
+            return
         session = self.sessions.get(channel_id) or self.peers.get(channel_id)
         if session is not None:
             session.put(event)
@@ -113,6 +144,8 @@ class Engine:
         channel_id = str(channel.get("id", ""))
         if args[:1] == ["queued"]:
             self.queues.answered(channel_id)
+            return
+        if self.monitor.stasis_start(args, channel_id):
             return
         if args[:1] == ["dialed"]:
             owner = args[1] if len(args) > 1 else ""
@@ -128,6 +161,9 @@ class Engine:
 
     def watch_peer(self, peer: str, session: CallSession) -> None:
         self.peers[peer] = session
+
+    def forget_peer(self, peer: str) -> None:
+        self.peers.pop(peer, None)
 
     def forget(self, session: CallSession) -> None:
         self.sessions.pop(session.id, None)
@@ -146,12 +182,15 @@ class Engine:
         except AriError as exc:
             log.warning("cannot list the channels of %s: %s", self.app, exc)
             return
+        await self.presence.resync()
         ids = application.get("channel_ids", []) if isinstance(application, dict) else []
         present = {str(c).removeprefix("channel:") for c in ids}
         for channel_id, session in list(self.sessions.items()):
             if channel_id not in present:
                 session.put({"type": "StasisEnd", "channel": {"id": channel_id}})
-        for channel_id in present - set(self.sessions) - set(self.peers):
+        ours = set(self.sessions) | set(self.peers) | set(self.queues.ringing)
+        ours |= {c for x in self.monitor.listening.values() for c in x.channels}
+        for channel_id in present - ours:
             log.info("hanging up channel %s left in %s without a call", channel_id, self.app)
             await self.ari.quiet("DELETE", f"channels/{channel_id}")
 
@@ -183,9 +222,10 @@ class Engine:
         return f"PJSIP/{number}@{trunk.name}"
 
     def record(self, what: str, *args: Any, **kwargs: Any) -> None:
-        """Queue a call-log write. Calls never wait for the database: one writer applies
-        the writes in order, in a thread; a failure is only logged."""
-        if self.call_log is None:
+        """Queue a write: `ended` for the call log, `queues.entered` for the queue
+        statistics. Calls never wait for the database: one writer applies the writes in
+        order, in a thread; a failure is only logged."""
+        if self._store(what) is None:
             return
         self._writes.put_nowait((what, args, kwargs))
         if self._writer is None or self._writer.done():
@@ -205,9 +245,19 @@ class Engine:
     def _apply_writes(self, batch: list[tuple[str, tuple[Any, ...], dict[str, Any]]]) -> None:
         for what, args, kwargs in batch:
             try:
-                getattr(self.call_log, what)(*args, **kwargs)
+                getattr(self._store(what), what.rpartition(".")[2])(*args, **kwargs)
             except Exception:
                 log.exception("call log: %s failed", what)
+
+    def _store(self, what: str) -> Any:
+        return self.queue_stats if what.startswith("queues.") else self.call_log
+
+    async def mark(self, call: str, marked: bool = True) -> bool:
+        """Mark ("отметка") a call by its channel id, active or logged."""
+        if self.call_log is None:
+            return False
+        found: bool = await asyncio.to_thread(self.call_log.mark_channel, call, marked)
+        return found
 
     # Reloading
 

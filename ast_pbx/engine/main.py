@@ -14,6 +14,8 @@ from ast_pbx.engine.engine import Clock, Engine
 from ast_pbx.engine.version import ConfigVersion, prepare
 from ast_pbx.storage.calls import CallLog
 from ast_pbx.storage.db import open_database
+from ast_pbx.storage.operators import OperatorStore
+from ast_pbx.storage.queues import QueueStats
 from ast_pbx.tts import TtsCache, asterisk_media, ensure_async, make_engine
 
 log = logging.getLogger("astpbx")
@@ -55,7 +57,14 @@ async def serve(
         return media
 
     engine = Engine(
-        path, version, clock=clock, prepare=prepare_version, call_log=CallLog(database), tts=say
+        path,
+        version,
+        clock=clock,
+        prepare=prepare_version,
+        call_log=CallLog(database),
+        queue_stats=QueueStats(database),
+        operators=OperatorStore(database),
+        tts=say,
     )
     log.info(
         "astpbx engine: config %s version %s, ARI %s app %s",

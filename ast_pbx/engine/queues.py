@@ -3,13 +3,17 @@
 A member is rung by originating `system.asterisk.phone_dial` into the Stasis app with
 args `queued,<call>,<member>`: its StasisStart means it answered. The first to answer is
 handed to the caller's session, which bridges them; the others are hung up. A member
-is busy while a call it answered is up.
+is busy while it talks on any call the engine bridged; online and accepting as
+`Presence` says. Every wait goes to the queue statistics (`queues.*` writes), and the
+operator of a caller's last answered call of the day is kept for `sticky` queues.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
+from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
 from ast_pbx.ari import AriError
@@ -17,7 +21,6 @@ from ast_pbx.config.model import Queue
 from ast_pbx.core.queueing import (
     Connect,
     Decision,
-    MemberState,
     QueueState,
     Ring,
     SendAway,
@@ -40,23 +43,58 @@ class Queues:
         self.states: dict[str, QueueState] = {}
         self.calls: dict[str, tuple[CallSession, Queue]] = {}  # call id → session, queue
         self.ringing: dict[str, tuple[str, str]] = {}  # member channel → (call, member)
-        self.talking: dict[str, str] = {}  # member → the call they answered
+        self.talking: dict[str, str] = {}  # phone → the call it talks on
         self._timers: dict[str, asyncio.TimerHandle] = {}
+        # `sticky`: caller → the member who answered them last today (system timezone)
+        self.today: dict[str, str] = {}
+        self.day: date | None = None
+
+    def load_today(self, operators: dict[str, str], now: datetime) -> None:
+        """Today's answered callers from the statistics, after a restart."""
+        self.day = self._local_day(now)
+        self.today = dict(operators)
+
+    def _local_day(self, now: datetime) -> date:
+        return now.astimezone(self.engine.current.config.system.zone()).date()
+
+    def _operator_of_today(self, caller: str | None) -> str | None:
+        if caller is None or self.day != self._local_day(self.engine.clock()):
+            return None
+        return self.today.get(caller)
 
     async def enter(self, session: CallSession, queue: Queue) -> None:
-        state = self.states.setdefault(queue.number, QueueState(queue))
-        state.enter(session.id, session.call.caller, self.engine.clock())
+        state = self.states.get(queue.number)
+        if state is None:
+            state = QueueState(queue, operator_of_today=self._operator_of_today)
+            self.states[queue.number] = state
+        now = self.engine.clock()
+        state.enter(session.id, session.call.caller, now)
         self.calls[session.id] = (session, queue)
+        self.engine.record("queues.entered", session.id, queue.number, session.call.caller, now)
         await self.dispatch(queue.number)
 
-    async def leave(self, call: str) -> None:
-        """The caller hung up or moved on: idempotent."""
+    async def leave(self, call: str, outcome: str) -> None:
+        """The caller hung up (`abandoned`) or a handler moved them on (`moved`):
+        idempotent."""
         entry = self.calls.pop(call, None)
         if entry is None:
             return
         number = entry[1].number
+        self.engine.record("queues.left", call, outcome, self.engine.clock())
         await self._carry_out(number, self.states[number].leave(call))
         await self.dispatch(number)
+
+    async def dispatch_all(self) -> None:
+        """Members' states changed: every queue may ring someone now."""
+        for number in list(self.states):
+            await self.dispatch(number)
+
+    def occupy(self, phone: str, call: str) -> None:
+        self.talking[phone] = call
+
+    def release(self, phone: str) -> None:
+        if self.talking.pop(phone, None) is not None:
+            self.engine.spawn(self.dispatch_all())
 
     def position(self, call: str) -> int | None:
         entry = self.calls.get(call)
@@ -64,7 +102,8 @@ class Queues:
 
     async def dispatch(self, number: str) -> None:
         state = self.states[number]
-        members = {m: MemberState(busy=m in self.talking) for m in state.queue.members}
+        presence = self.engine.presence
+        members = {m: presence.state(m, busy=m in self.talking) for m in state.queue.members}
         await self._carry_out(number, state.dispatch(self.engine.clock(), members))
         self._schedule(number)
 
@@ -93,10 +132,17 @@ class Queues:
             elif isinstance(decision, SendAway):
                 entry = self.calls.pop(decision.call, None)
                 if entry is not None:
+                    now = self.engine.clock()
+                    self.engine.record("queues.left", decision.call, "sent_away", now)
                     entry[0].put({"type": SEND_AWAY, "reason": decision.reason})
 
     async def _ring(self, number: str, call: str, member: str) -> None:
         session, queue = self.calls[call]
+        log.info("queue %s: ringing %s for %s", number, member, call)
+        # Our own channel id, known before Asterisk answers: a member who picks up at
+        # once enters the app before the originate request returns.
+        channel = f"{call}-q{uuid.uuid4().hex[:12]}"
+        self.ringing[channel] = (call, member)
         params = {
             "endpoint": self.engine.phone_endpoint(session.version, member),
             "app": self.engine.app,
@@ -104,14 +150,14 @@ class Queues:
             "timeout": int(queue.ring_timeout) + EXTRA_RING,
             "callerId": session.call.caller or "",
             "originator": call,
+            "channelId": channel,
         }
         try:
-            channel = await self.engine.ari.request("POST", "channels", params)
+            await self.engine.ari.request("POST", "channels", params)
         except AriError as exc:
             log.warning("queue %s: ringing %s failed: %s", number, member, exc)
-            self.states[number].declined(call, member)
-            return
-        self.ringing[str(channel["id"])] = (call, member)
+            if self.ringing.pop(channel, None) is not None:
+                self.states[number].declined(call, member)
 
     async def _stop(self, call: str, members: tuple[str, ...]) -> None:
         for channel, (owner, member) in list(self.ringing.items()):
@@ -126,7 +172,16 @@ class Queues:
         if entry is None:
             return
         self.talking[member] = call
-        entry[0].put({"type": CONNECTED, "member": member, "peer": channel})
+        session = entry[0]
+        now = self.engine.clock()
+        operator = self.engine.presence.operator_of(member)
+        login = operator.login if operator is not None else None
+        self.engine.record("queues.answered", call, member, now, operator=login)
+        if session.call.caller:
+            if self.day != self._local_day(now):
+                self.today, self.day = {}, self._local_day(now)
+            self.today[session.call.caller] = member
+        session.put({"type": CONNECTED, "member": member, "peer": channel})
 
     # Events of members' channels
 
@@ -163,10 +218,12 @@ class Queues:
             self.engine.spawn(self.dispatch(entry[1].number))
 
     def hung_up(self, call: str) -> None:
-        """The conversation of `call` is over: its member is free again."""
-        for member, owner in list(self.talking.items()):
-            if owner == call:
-                del self.talking[member]
+        """The conversation of `call` is over: its phones are free again."""
+        freed = [p for p, owner in self.talking.items() if owner == call]
+        for phone in freed:
+            del self.talking[phone]
+        if freed:
+            self.engine.spawn(self.dispatch_all())
 
     def handles(self, channel: str) -> bool:
         return channel in self.ringing

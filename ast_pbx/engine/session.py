@@ -29,7 +29,9 @@ from ast_pbx.core.steps import (
     StartTimer,
     StopPlayback,
 )
+from ast_pbx.engine.conversation import Conversation
 from ast_pbx.engine.hold import Hold, greeting_text, position_text
+from ast_pbx.engine.presence import bind_code, phone_of_channel
 from ast_pbx.engine.queues import CONNECTED, SEND_AWAY
 from ast_pbx.engine.version import ConfigVersion
 
@@ -56,15 +58,22 @@ class CallSession:
         called = str((channel.get("dialplan") or {}).get("exten") or "")
         trunk = version.config.trunk_by_name.get(args[1]) if args[:1] == ["trunk"] else None
         self.trunk = trunk
+        self.phone = phone_of_channel(channel)  # the phone calling, for `1*NNNNN`
         self.call = Call(version.config, called=called, caller=caller, tz=version.tz, trunk=trunk)
         self.events: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self.playback: str | None = None
         self.peer: str | None = None
-        self.bridge: str | None = None
+        self.peer_number: str | None = None  # the phone, member or outside number of peer
+        self.peer_external = False  # the peer was dialed through an external trunk
+        self.conversation: Conversation | None = None
+        self.queue_answered = False  # for the queue statistics: a talk to end
+        self.transfers: list[str] = []  # numbers the call was transferred to
+        self.started_at = engine.clock()
         self._playbacks = 0
         self.answered_at: datetime | None = None
         self.channel_gone = False  # Asterisk said the caller's channel is gone
         self.hold: Hold | None = None  # the queue's playlist while waiting
+        self.dialed_phone: str | None = None
         self._timers: list[asyncio.TimerHandle] = []
         self.task: asyncio.Task[None] | None = None
 
@@ -81,15 +90,30 @@ class CallSession:
     def _now(self) -> datetime:
         return self.engine.clock()
 
+    @property
+    def bridge(self) -> str | None:
+        return self.conversation.bridge if self.conversation is not None else None
+
+    @property
+    def transferring(self) -> bool:
+        return self.conversation is not None and self.conversation.transfer.active
+
     async def _run(self) -> None:
         try:
             await self._begin()
             while self.call.phase is not Phase.ENDED or self.peer is not None:
                 event = await self.events.get()
+                if self.conversation is not None:
+                    await self._converse(event)
+                    if self.conversation.ended:
+                        break
+                    continue
                 queued = self.call.phase is Phase.QUEUED
                 going_on = await self._handle(event)
                 if queued and self.call.phase is not Phase.QUEUED:
-                    await self.engine.queues.leave(self.id)  # a handler, or the end
+                    # A handler moved the caller on, or the caller is gone.
+                    outcome = "abandoned" if self.channel_gone else "moved"
+                    await self.engine.queues.leave(self.id, outcome)
                     self.hold = None
                 if not going_on:
                     break
@@ -119,7 +143,27 @@ class CallSession:
         )
         await self.ari.request("POST", f"channels/{self.id}/answer")
         self.answered_at = self._now()
+        code = bind_code(self.call.called)
+        if code is not None:
+            await self._bind_phone(code)
+            return
         await self._execute(self.call.start(self._now()))
+
+    async def _bind_phone(self, code: str) -> None:
+        """`1*NNNNN` dialed: bind the calling phone to whoever got the code, say so."""
+        login = await self.engine.presence.bind(code, self.phone) if self.phone else None
+        if login is None:
+            text, reason = "Код не найден или устарел.", f"bind code {code} unknown"
+        else:
+            name = next(
+                (u.name for u in self.version.config.users if u.login == login and u.name), login
+            )
+            text, reason = f"Телефон {self.phone} закреплён за {name}.", f"phone bound to {login}"
+        await self._play(Play("say", text))
+        while (event := await self.events.get()).get("type") not in GONE:
+            if event.get("type") == "PlaybackFinished":
+                break
+        self.call.fail(self._now(), reason)
 
     async def _handle(self, event: dict[str, Any]) -> bool:
         """Feed one event to the core; False when the call is over for us."""
@@ -146,7 +190,7 @@ class CallSession:
         elif kind == LOOKUP:
             await self._execute(self.call.lookup_done(event.get("answer"), now))
         elif kind == PEER_UP:
-            await self._bridge(str(event["peer"]))
+            await self._converse_with(str(event["peer"]))
         elif kind == CONNECTED:
             await self._connected(str(event["member"]), str(event["peer"]))
         elif kind == SEND_AWAY:
@@ -156,10 +200,36 @@ class CallSession:
     async def _connected(self, member: str, peer: str) -> None:
         """A queue member answered: theirs is the call (the queue keeps no more of it)."""
         await self._stop_hold()
-        self.peer = peer
+        self.peer, self.peer_number = peer, member
         self.engine.watch_peer(peer, self)
         await self._execute(self.call.connected(member, self._now()))
-        await self._bridge(peer)
+        self.queue_answered = True
+        await self._converse_with(peer, phone=member)
+
+    async def _converse_with(self, peer: str, phone: str | None = None) -> None:
+        external = {self.id} if self.trunk is not None and self.trunk.external else set()
+        if self.peer_external:
+            external.add(peer)
+        phones = {peer: phone or self.peer_number} if (phone or self.dialed_phone) else {}
+        self.conversation = Conversation(
+            self, (self.id, peer), {c: p for c, p in phones.items() if p}, frozenset(external)
+        )
+        await self.conversation.start()
+        log.debug("call %s: bridged with %s", self.id, peer)
+
+    async def _converse(self, event: dict[str, Any]) -> None:
+        assert self.conversation is not None
+        await self.conversation.on_event(event)
+        channel = str((event.get("channel") or {}).get("id", ""))
+        if event.get("type") in GONE and channel == self.id:
+            self.channel_gone = True
+        if self.conversation.ended:
+            self.peer = None
+
+    def transferred_to(self, target: str, phone: str | None) -> None:
+        """The conversation's transfer completed: `target` talks to the caller now."""
+        self.transfers.append(phone or "outside")
+        self.peer_number = phone
 
     async def _gone(self, event: dict[str, Any]) -> bool:
         channel = str((event.get("channel") or {}).get("id", ""))
@@ -238,12 +308,13 @@ class CallSession:
         """The next item of the hold playlist; an item with nothing to say is skipped."""
         assert self.hold is not None
         for _ in self.hold.playlist.items:
-            text = await self._hold_item(self.hold.next())
+            text = await self.hold_item(self.hold.next())
             if text is not None:
                 await self._play(text)
                 return
 
-    async def _hold_item(self, item: Prompt) -> Play | None:
+    async def hold_item(self, item: Prompt) -> Play | None:
+        """What a playlist item says to this caller now; None when nothing."""
         if item.kind != "scenario":
             return Play(item.kind, item.value)
         if item.value == "queue_position":
@@ -257,10 +328,12 @@ class CallSession:
         await self._stop_playback(StopPlayback())
 
     async def _dial_phone(self, action: DialPhone) -> None:
+        self.peer_number = self.dialed_phone = action.phone
         await self._dial(self.engine.phone_endpoint(self.version, action.phone))
 
     async def _dial_trunk(self, action: DialTrunk) -> None:
         trunk = self.version.config.trunk_by_name[action.trunk]
+        self.peer_number, self.peer_external = action.number, trunk.external
         await self._dial(self.engine.trunk_endpoint(trunk, action.number))
 
     async def _dial(self, endpoint: str) -> None:
@@ -283,14 +356,6 @@ class CallSession:
         self.engine.watch_peer(self.peer, self)
         await self.ari.request("POST", f"channels/{self.id}/ring")
 
-    async def _bridge(self, peer: str) -> None:
-        bridge = await self.ari.request("POST", "bridges", {"type": "mixing"})
-        self.bridge = str(bridge["id"])
-        await self.ari.request(
-            "POST", f"bridges/{self.bridge}/addChannel", {"channel": f"{self.id},{peer}"}
-        )
-        log.debug("call %s: bridged with %s", self.id, peer)
-
     async def _hangup(self, action: Hangup) -> None:
         log.debug("call %s: hang up (%s)", self.id, action.reason)
         await self.ari.quiet("DELETE", f"channels/{self.id}")
@@ -298,19 +363,24 @@ class CallSession:
     async def _finish(self) -> None:
         for timer in self._timers:
             timer.cancel()
-        await self.engine.queues.leave(self.id)
-        self.engine.queues.hung_up(self.id)
+        await self.engine.queues.leave(self.id, "abandoned")
         if self.call.phase is not Phase.ENDED:
             self.call.hangup(self._now())
         try:
+            if self.conversation is not None:
+                await self.conversation.end()
             if not self.channel_gone:
                 await self.ari.quiet("DELETE", f"channels/{self.id}")
-            if self.bridge is not None:
-                await self.ari.quiet("DELETE", f"bridges/{self.bridge}")
         except Exception:  # whatever ARI does now, the call is over for us: log it, forget it
             log.exception("call %s: hanging up failed", self.id)
+        self.engine.queues.hung_up(self.id)
+        self.engine.monitor.call_ended(self.id)
+        if self.queue_answered:
+            self.engine.record("queues.talk_ended", self.id, self._now())
         ended = self.call.steps[-1] if self.call.steps else None
         reason = getattr(ended, "reason", None)
+        if self.transfers:
+            reason = f"{reason}; transferred to {', '.join(self.transfers)}"
         self.engine.record(
             "ended",
             self.id,

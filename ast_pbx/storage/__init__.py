@@ -1,5 +1,5 @@
-"""Storage shell: the database of the running engine (call log now; later queue
-statistics, dialer tasks, callbacks, chat).
+"""Storage shell: the database of the running engine (call log, queue statistics and
+operators now; later dialer tasks, callbacks, chat).
 
 SQLite file by default (`system.database` unset), any SQLAlchemy URL otherwise —
 `postgresql://…` in production. This package is the only place that talks to the
@@ -8,6 +8,8 @@ database engine; everything outside it gets plain frozen dataclasses back.
 - `db.open_database(url)` → `Database` (engine, sessions, `migrate()`);
 - `models` — the SQLAlchemy tables, one metadata;
 - `calls.CallLog` — the call log repository;
+- `queues.QueueStats` — queue waits: answers, abandons, waits and talk time, reports;
+- `operators.OperatorStore` — operators: bind codes, the phone each sits at, accepting;
 - `migrations/` — Alembic scripts, shipped inside the package.
 
 Adding a table = a model in `models.py` (or a module imported by it) + a

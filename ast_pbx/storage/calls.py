@@ -10,13 +10,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, overload
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import CursorResult
 
 from ast_pbx.storage.db import Database
 from ast_pbx.storage.models import Call
+from ast_pbx.storage.values import Fit, aware
 
 
 @dataclass(frozen=True)
@@ -229,6 +230,14 @@ class CallLog:
             call.marked = marked
             return True
 
+    def mark_channel(self, channel_id: str, marked: bool = True) -> bool:
+        """`mark` by the Asterisk channel id of the call (what the engine knows)."""
+
+        def change(call: Call) -> None:
+            call.marked = marked
+
+        return self._change(channel_id, change)
+
     def _change(self, channel_id: str, change: Callable[[Call], None]) -> bool:
         """Apply `change` to the call of a channel in one transaction."""
         query = (
@@ -247,32 +256,5 @@ class CallLog:
             return True
 
 
-def _aware(at: datetime) -> datetime:
-    # A naive time is ambiguous (host zone? config zone?); refuse it at the door.
-    if at.tzinfo is None or at.utcoffset() is None:
-        raise ValueError(f"naive datetime {at.isoformat()}: pass a timezone-aware one")
-    return at
-
-
-def _lengths() -> dict[str, int]:
-    table = Call.__table__
-    return {
-        column.name: column.type.length
-        for column in table.columns
-        if isinstance(column.type, sa.String) and column.type.length
-    }
-
-
-_LENGTHS = _lengths()
-
-
-@overload
-def _fit(column: str, value: str) -> str: ...
-@overload
-def _fit(column: str, value: None) -> None: ...
-@overload
-def _fit(column: str, value: str | None) -> str | None: ...
-def _fit(column: str, value: str | None) -> str | None:
-    """Cut to the column's length: PostgreSQL rejects longer text, and an odd caller
-    id from a trunk must not cost the call its log row."""
-    return None if value is None else value[: _LENGTHS[column]]
+_aware = aware
+_fit = Fit(Call.__table__)

@@ -86,3 +86,55 @@ class Call(Base):
     # "Отметка" in the manual: a flag operators set on calls worth a second look.
     marked: Mapped[bool] = mapped_column(sa.Boolean, default=False, server_default=sa.false())
     recording: Mapped[str | None] = mapped_column(sa.String(512))
+
+
+class QueueCall(Base):
+    """One wait of a caller in a queue: from entering it to leaving it, and the talk after.
+
+    A call that passes through two queues, or the same queue twice, has a row for each
+    wait; the rows of one call share `call_id`.
+    """
+
+    __tablename__ = "queue_calls"
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
+    # The Asterisk channel id of the caller, as `calls.channel_id`. No foreign key: the
+    # call row may be missing (its start failed to log) and queue statistics must not be.
+    call_id: Mapped[str] = mapped_column(sa.String(64), index=True)
+    # The queue's number.
+    queue: Mapped[str] = mapped_column(sa.String(64), index=True)
+    caller: Mapped[str | None] = mapped_column(sa.String(64), index=True)
+    entered_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+    answered_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    # The phone number of the member who answered.
+    member: Mapped[str | None] = mapped_column(sa.String(64), index=True)
+    # The login of the operator bound to that phone at the time, if any: phones change
+    # hands, statistics must keep who really talked.
+    operator: Mapped[str | None] = mapped_column(sa.String(64))
+    # When the caller stopped waiting (answered, hung up, moved on); NULL while waiting.
+    left_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    # "answered", "abandoned" (hung up while waiting), "moved" (a key or waiting-time
+    # handler of the queue sent the caller on), "sent_away" (leave_when_empty).
+    outcome: Mapped[str | None] = mapped_column(sa.String(32))
+    # The end of the conversation with the member.
+    talk_ended_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class Operator(Base):
+    """A user as a queue member: the phone they sit at now and whether they take calls.
+
+    Operators bind themselves to a phone by dialling a short code the web page shows,
+    so the row is created on first need, not with the user.
+    """
+
+    __tablename__ = "operators"
+
+    login: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    # Unique: a phone rings for one operator at a time.
+    phone: Mapped[str | None] = mapped_column(sa.String(64), unique=True)
+    # The "accept queue calls" switch.
+    accepting: Mapped[bool] = mapped_column(sa.Boolean, default=True, server_default=sa.true())
+    # The code to dial from a phone to bind to it; unique so a code names one operator.
+    bind_code: Mapped[str | None] = mapped_column(sa.String(16), unique=True)
+    code_expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    bound_at: Mapped[datetime | None] = mapped_column(UtcDateTime)

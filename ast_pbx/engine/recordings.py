@@ -1,0 +1,80 @@
+"""Conversation recordings: every bridge of a call is recorded, mixed, by Asterisk.
+
+Asterisk writes the file into its own spool; when the recording finishes (the bridge is
+gone) the engine fetches it over ARI into `paths.recordings/YYYY-MM-DD/` — which works
+the same when Asterisk runs on another host — deletes Asterisk's copy and links the file
+to the call's log entry.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ast_pbx.ari import AriError
+
+if TYPE_CHECKING:
+    from ast_pbx.engine.engine import Engine
+
+log = logging.getLogger("astpbx.recording")
+
+FORMAT = "wav"
+
+
+def recording_name(call: str, part: int) -> str:
+    """Asterisk's name of a recording: one per bridge a call is in (a transfer makes a
+    second). Channel ids are `[0-9.]+` or ours, safe in a file name."""
+    return f"astpbx-{call}-{part}"
+
+
+class Recorder:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.pending: dict[str, str] = {}  # recording name → call id
+
+    async def start(self, call: str, bridge: str, part: int) -> None:
+        name = recording_name(call, part)
+        try:
+            await self.engine.ari.request(
+                "POST",
+                f"bridges/{bridge}/record",
+                {"name": name, "format": FORMAT, "ifExists": "overwrite", "beep": False},
+            )
+        except AriError as exc:  # the call goes on unrecorded rather than not at all
+            log.error("call %s: recording did not start: %s", call, exc)
+            return
+        self.pending[name] = call
+
+    def handles(self, event: dict[str, Any]) -> bool:
+        recording = event.get("recording") or {}
+        return str(recording.get("name", "")) in self.pending
+
+    def on_event(self, event: dict[str, Any]) -> None:
+        name = str((event.get("recording") or {}).get("name", ""))
+        if event.get("type") in ("RecordingFinished", "RecordingFailed"):
+            call = self.pending.pop(name, None)
+            if call is not None:
+                self.engine.spawn(self._collect(call, name, event.get("type") == "RecordingFailed"))
+
+    async def _collect(self, call: str, name: str, failed: bool) -> None:
+        if failed:
+            log.error("call %s: recording %s failed", call, name)
+            return
+        target = self._target(name, self.engine.clock())
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            size = await self.engine.ari.download(f"recordings/stored/{name}/file", target)
+        except (AriError, OSError) as exc:
+            # Asterisk keeps its copy: nothing is lost, an administrator can fetch it.
+            log.error("call %s: recording %s not fetched: %s", call, name, exc)
+            return
+        await self.engine.ari.quiet("DELETE", f"recordings/stored/{name}")
+        log.info("call %s: recording %s (%d bytes)", call, target, size)
+        self.engine.record("recorded", call, str(target))
+
+    def _target(self, name: str, now: datetime) -> Path:
+        system = self.engine.current.config.system
+        day = now.astimezone(system.zone()).date().isoformat()
+        return Path(system.paths.dir("recordings")) / day / f"{name}.{FORMAT}"
