@@ -45,7 +45,7 @@ def test_migrate_twice_is_idempotent(url: str) -> None:
 
 def test_head_of_package_is_recorded_in_database(database: Database) -> None:
     head = database.head_revision()
-    assert head == "0002"
+    assert head == "0003"
     with database.engine.connect() as connection:
         recorded = connection.execute(sa.text("SELECT version_num FROM alembic_version")).all()
     assert recorded == [(head,)]
@@ -212,6 +212,15 @@ def test_mark(log: CallLog) -> None:
     assert log.mark(call_id, marked=False)
     call = log.get("c")
     assert call is not None and not call.marked
+
+
+def test_mark_by_channel(log: CallLog) -> None:
+    log.started("c", "1001", "1002", at=T0)
+    assert log.mark_channel("c")
+    call = log.get("c")
+    assert call is not None and call.marked
+    assert log.mark_channel("c", marked=False)
+    assert not log.mark_channel("no-such-channel")
 
 
 def test_recorded(log: CallLog) -> None:

@@ -73,15 +73,24 @@ def test_upgrade_from_0001_keeps_calls_and_downgrade_drops_the_tables(url: str) 
     with open_database(url) as database:
         with database.engine.begin() as connection:
             command.upgrade(database.alembic_config(connection), "0001")
-        CallLog(database).started("c", "1001", "92000", at=T0)
+        with database.engine.begin() as connection:  # a call logged before the upgrade
+            connection.execute(
+                sa.text(
+                    "INSERT INTO calls (channel_id, started_at, called, path, external, marked)"
+                    " VALUES ('c', :at, '92000', '[]', false, false)"
+                ),
+                {"at": T0.replace(tzinfo=None)},
+            )
         database.migrate()
-        assert database.current_revision() == "0002"
+        assert database.current_revision() == database.head_revision()
         QueueStats(database).entered("c", "92000", "1001", T0)
         with database.engine.begin() as connection:
             command.downgrade(database.alembic_config(connection), "0001")
         inspector = sa.inspect(database.engine)
-        assert not inspector.has_table("queue_calls")
-        assert not inspector.has_table("operators")
+        for table in ("queue_calls", "operators", "dialer_tasks", "dialer_attempts", "callbacks"):
+            assert not inspector.has_table(table)
+        assert "recording_purged_at" not in {c["name"] for c in inspector.get_columns("calls")}
+        database.migrate()  # and up again, the call still there
         assert CallLog(database).get("c") is not None
 
 

@@ -39,6 +39,7 @@ class CallRecord:
     config_version: str | None
     marked: bool
     recording: str | None
+    recording_purged_at: datetime | None = None  # `astpbx files purge` deleted the file
 
     @property
     def duration(self) -> timedelta | None:
@@ -70,6 +71,7 @@ class CallRecord:
             config_version=call.config_version,
             marked=call.marked,
             recording=call.recording,
+            recording_purged_at=call.recording_purged_at,
         )
 
 

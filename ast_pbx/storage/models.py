@@ -86,6 +86,9 @@ class Call(Base):
     # "Отметка" in the manual: a flag operators set on calls worth a second look.
     marked: Mapped[bool] = mapped_column(sa.Boolean, default=False, server_default=sa.false())
     recording: Mapped[str | None] = mapped_column(sa.String(512))
+    # When `astpbx files purge` deleted the recording: the entry says "purged", not a
+    # broken link.
+    recording_purged_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
 
 class QueueCall(Base):
@@ -138,3 +141,86 @@ class Operator(Base):
     bind_code: Mapped[str | None] = mapped_column(sa.String(16), unique=True)
     code_expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     bound_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class DialerTask(Base):
+    """A notification for the autodialer to phone: a number and the text to speak.
+
+    Workers claim a task with a lease (`lease_owner`, `lease_until`): a worker that dies
+    mid-attempt leaves a lease that runs out, and the task is dialed again, never lost
+    and never dialed by two workers at once.
+    """
+
+    __tablename__ = "dialer_tasks"
+    __table_args__ = (sa.Index("ix_dialer_tasks_due", "done", "priority", "enqueued_at"),)
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
+    # The id the external system gave the task: a re-submitted task is not added twice.
+    external_id: Mapped[str | None] = mapped_column(sa.String(128), unique=True)
+    number: Mapped[str] = mapped_column(sa.String(64), index=True)
+    text: Mapped[str] = mapped_column(sa.Text)
+    # How many times the text is spoken once the citizen answers.
+    repeat: Mapped[int] = mapped_column(sa.Integer, default=1, server_default="1")
+    enqueued_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    # Not dialed before this moment (the API's "not before", and retry_after's wait).
+    not_before: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    # 0 is the highest priority.
+    priority: Mapped[int] = mapped_column(sa.Integer, default=0, server_default="0")
+    done: Mapped[bool] = mapped_column(sa.Boolean, default=False, server_default=sa.false())
+    # Why it is done: "answered", "max_unanswered", "max_failed".
+    done_reason: Mapped[str | None] = mapped_column(sa.String(32))
+    attempts: Mapped[int] = mapped_column(sa.Integer, default=0, server_default="0")
+    # Attempts that rang without an answer (or were busy), counted against max_unanswered.
+    unanswered: Mapped[int] = mapped_column(sa.Integer, default=0, server_default="0")
+    # Attempts that failed at all (provider or technical), counted against max_failed.
+    failed: Mapped[int] = mapped_column(sa.Integer, default=0, server_default="0")
+    # The start of the attempt going on now, NULL between attempts.
+    attempt_started_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    lease_owner: Mapped[str | None] = mapped_column(sa.String(64))
+    lease_until: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class DialerAttempt(Base):
+    """One call the dialer placed for a task: start, ringing, answer, end, outcome."""
+
+    __tablename__ = "dialer_attempts"
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
+    task_id: Mapped[int] = mapped_column(
+        sa.Integer, sa.ForeignKey("dialer_tasks.id", ondelete="CASCADE"), index=True
+    )
+    number: Mapped[str] = mapped_column(sa.String(64), index=True)
+    # The Asterisk channel of the attempt.
+    channel_id: Mapped[str | None] = mapped_column(sa.String(64))
+    # Which engine placed it (several may share one database).
+    worker: Mapped[str | None] = mapped_column(sa.String(64))
+    started_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+    ringing_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    answered_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    ended_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    # "answered", "no_answer" (rang, nobody answered), "busy", "failed" (the provider or
+    # the line), "lost" (the engine died during the attempt).
+    outcome: Mapped[str | None] = mapped_column(sa.String(32))
+    # Asterisk's hangup cause (Q.850 code and text) when the line says why.
+    cause: Mapped[int | None] = mapped_column(sa.Integer)
+    cause_text: Mapped[str | None] = mapped_column(sa.String(64))
+
+
+class Callback(Base):
+    """A citizen's request to be called back (left in the IVR or sent by the API)."""
+
+    __tablename__ = "callbacks"
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
+    caller: Mapped[str] = mapped_column(sa.String(64), index=True)
+    requested_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+    # The IVR call the request was left in ("ivr"), or "api".
+    source: Mapped[str] = mapped_column(sa.String(16), default="ivr", server_default="ivr")
+    call_id: Mapped[str | None] = mapped_column(sa.String(64))
+    done: Mapped[bool] = mapped_column(sa.Boolean, default=False, server_default=sa.false())
+    # Hidden from the list until then (the citizen asked to be called later).
+    call_not_before: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    # The operator who last called the citizen back, when, and the call it made.
+    operator: Mapped[str | None] = mapped_column(sa.String(64), index=True)
+    called_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    callback_call_id: Mapped[str | None] = mapped_column(sa.String(64))
