@@ -110,6 +110,7 @@ class SandboxInfo:
               paths: {{data: "{self.data_dir}"}}
               database: "sqlite:///{base}/calls.db"
               tts: {{engine: espeak, voice: ru}}
+              http: {{listen: "127.0.0.1:{free_port()}"}}
             """)
 
     @contextlib.contextmanager

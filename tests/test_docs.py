@@ -29,6 +29,10 @@ COMMANDS = (
     "run",
     "call",
     "sandbox",
+    "report",
+    "history",
+    "files",
+    "callback",
 )
 
 

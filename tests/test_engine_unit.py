@@ -399,7 +399,9 @@ def test_a_menu_timeout_fires_and_a_stale_timer_does_not(tmp_path: Path) -> None
     async def scenario() -> None:
         asked: list[tuple[str, str]] = []
 
-        async def lookup(version: ConfigVersion, scenario: str, key: str) -> list[str]:
+        async def lookup(
+            version: ConfigVersion, scenario: str, key: str, call: str | None = None
+        ) -> list[str]:
             asked.append((scenario, key))
             return ["A-1", "B-2"]
 
@@ -433,7 +435,9 @@ def test_a_failing_directory_answers_nothing_found(tmp_path: Path) -> None:
     h = Harness(tmp_path, CONFIG + '  - {number: "300", scenario: cases_in_work}\n')
 
     async def scenario() -> None:
-        async def lookup(version: ConfigVersion, scenario: str, key: str) -> list[str]:
+        async def lookup(
+            version: ConfigVersion, scenario: str, key: str, call: str | None = None
+        ) -> list[str]:
             raise OSError("the database is down")
 
         h.engine.lookup = lookup  # type: ignore[method-assign]
@@ -782,5 +786,53 @@ def test_a_queued_caller_hears_the_playlist_with_their_position(tmp_path: Path) 
         h.end("a")
         h.end("b")
         await h.ended("a")
+
+    run(scenario())
+
+
+RACE_CONFIG = """\
+phones:
+  - {number: "1001", password: long-enough-secret}
+  - {number: "1002", password: long-enough-secret}
+queues:
+  - number: "92000"
+    members: ["1001", "1002"]
+system:
+  asterisk: {presence: always}
+"""
+
+
+def test_two_members_answering_at_once_are_never_rung_again_while_busy(
+    tmp_path: Path,
+) -> None:
+    """Found by bench/queue.py: both members' StasisStarts in one read of the socket;
+    the one connected second was seen free and rung for the third caller."""
+    h = Harness(tmp_path, RACE_CONFIG)
+
+    def rung() -> list[str]:
+        return [
+            p["appArgs"] for m, path, p in h.ari.calls if (m, path) == ("POST", "channels") and p
+        ]
+
+    async def scenario() -> None:
+        for caller in "abc":
+            h.start(caller, exten="92000")
+            await eventually(lambda c=caller: c in h.engine.queues.calls)
+        await eventually(lambda: len(rung()) == 2)
+        ringing = {member: channel for channel, (_, member) in h.engine.queues.ringing.items()}
+        for member in ("1001", "1002"):
+            h.engine.on_event(
+                {
+                    "type": "StasisStart",
+                    "args": ["queued", "x", member],
+                    "channel": {"id": ringing[member]},
+                }
+            )
+        await eventually(lambda: len(h.engine.queues.talking) == 2)
+        await asyncio.sleep(0.05)
+        assert rung() == ["queued,a,1001", "queued,b,1002"]  # c waits: nobody is free
+        assert h.engine.queues.talking == {"1001": "a", "1002": "b"}
+        assert h.engine.queues.position("c") == 1
+        await h.drain()
 
     run(scenario())

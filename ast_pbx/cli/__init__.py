@@ -10,8 +10,12 @@ import typer
 
 from ast_pbx import __version__
 from ast_pbx.cli import apply as apply_cmd
+from ast_pbx.cli import callback as callback_cmd
 from ast_pbx.cli import check as check_cmd
+from ast_pbx.cli import files as files_cmd
 from ast_pbx.cli import graph as graph_cmd
+from ast_pbx.cli import history as history_cmd
+from ast_pbx.cli import report as report_cmd
 from ast_pbx.cli import run as run_cmd
 from ast_pbx.cli import sandbox as sandbox_cmd
 from ast_pbx.cli import schema as schema_cmd
@@ -50,6 +54,10 @@ simulate_cmd.register(app)
 run_cmd.register(app)
 sandbox_cmd.register(app)
 apply_cmd.register(app)
+report_cmd.register(app)
+history_cmd.register(app)
+files_cmd.register(app)
+callback_cmd.register(app)
 
 
 def main(argv: list[str] | None = None) -> NoReturn:

@@ -162,6 +162,7 @@ def build_trunk(raw: Raw) -> Trunk | None:
         None if username is None else str(username),
         raw.text("password"),
         raw.text("endpoint"),
+        raw.get("lines", int),
         **raw.place,
     )
 
@@ -279,6 +280,7 @@ def build_dialer(raw: Raw) -> Dialer:
         raw.integer("max_unanswered", 3),
         raw.integer("max_failed", 5),
         hours[0] if hours else None,
+        raw.real("ring_timeout", 40.0),
         **raw.place,
     )
 

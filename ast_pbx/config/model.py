@@ -81,6 +81,7 @@ class Trunk(Located):
     username: str | None = None
     password: str | None = None
     endpoint: str | None = None
+    lines: int | None = None  # simultaneous calls the line carries; None: no limit
 
 
 @dataclass(frozen=True)
@@ -187,6 +188,7 @@ class Dialer(Located):
     max_unanswered: int = 3
     max_failed: int = 5
     hours: TimeSpan | None = None
+    ring_timeout: float = 40.0  # seconds a citizen's phone rings
 
 
 @dataclass(frozen=True)

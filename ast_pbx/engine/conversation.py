@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from ast_pbx.ari import AriError
@@ -65,6 +66,7 @@ class Conversation:
         self.playlist: Playlist | None = None
         self._count = 0
         self.ended = False
+        self.talk_ended_at: datetime | None = None  # when a side first hung up
 
     @property
     def ari(self) -> Any:
@@ -118,20 +120,24 @@ class Conversation:
             await self.end()  # one side hung up: the conversation is over
 
     def _drop_party(self, channel: str) -> None:
+        if self.talk_ended_at is None and not self.transfer.active:
+            self.talk_ended_at = self.session.engine.clock()
         self.parties.remove(channel)
         phone = self.phones.pop(channel, None)
         if phone is not None:
-            self.session.engine.queues.release(phone)
+            self.session.engine.queues.release(phone, self.session.id)
 
     async def end(self) -> None:
         """Hang up whoever is left; the bridges go, and the recording with them."""
         if self.ended:
             return
         self.ended = True
+        if self.talk_ended_at is None:
+            self.talk_ended_at = self.session.engine.clock()
         for channel in [*self.parties, *([self.target] if self.target else [])]:
             await self.ari.quiet("DELETE", f"channels/{channel}")
         for phone in self.phones.values():
-            self.session.engine.queues.release(phone)
+            self.session.engine.queues.release(phone, self.session.id)
         for bridge in (self.consulting, self.bridge):
             if bridge is not None:
                 await self.ari.quiet("DELETE", f"bridges/{bridge}")
@@ -273,7 +279,7 @@ class Conversation:
             self.session.engine.forget_peer(target)
             await self.ari.quiet("DELETE", f"channels/{target}")
         if self.target_phone is not None:
-            self.session.engine.queues.release(self.target_phone)
+            self.session.engine.queues.release(self.target_phone, self.session.id)
 
     async def _resume(self, _: Resume) -> None:
         await self._silence()

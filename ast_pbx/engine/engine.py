@@ -16,6 +16,8 @@ from ast_pbx.ari import AriClient, AriError
 from ast_pbx.config.model import Trunk
 from ast_pbx.core.scenarios import Answer
 from ast_pbx.core.steps import Play
+from ast_pbx.engine.callbacks import Callbacks
+from ast_pbx.engine.dialer import Dialer
 from ast_pbx.engine.directory import SqlDirectory
 from ast_pbx.engine.metrics import Latencies
 from ast_pbx.engine.monitor import Monitor
@@ -41,6 +43,8 @@ class Engine:
         call_log: Any = None,
         queue_stats: Any = None,
         operators: Any = None,
+        dialer: Any = None,
+        callbacks: Any = None,
         tts: Any = None,
     ) -> None:
         self.config_path = config_path
@@ -49,6 +53,7 @@ class Engine:
         self.call_log = call_log  # ast_pbx.storage.calls.CallLog, or None to keep no log
         # Where `record("queues.…")` writes: ast_pbx.storage.queues.QueueStats, or None.
         self.queue_stats = queue_stats
+        self.callbacks = callbacks  # ast_pbx.storage.callbacks.CallbackStore, or None
         self.tts = tts  # async (text) -> media URI
         self._prepare = prepare  # blocking (path) -> ConfigVersion, for reloads
         system = version.config.system
@@ -68,6 +73,8 @@ class Engine:
         self.presence = Presence(self, operators)  # operators: storage.operators.OperatorStore
         self.recorder = Recorder(self)
         self.monitor = Monitor(self)
+        self.dialer = Dialer(self, dialer)  # dialer: storage.dialer.DialerStore
+        self.callback_calls = Callbacks(self)
         self.key_latency = Latencies()  # a key's arrival → the engine's next ARI request
         self._tasks: set[asyncio.Task[Any]] = set()
         self._writes: asyncio.Queue[tuple[str, tuple[Any, ...], dict[str, Any]]] = asyncio.Queue()
@@ -79,7 +86,9 @@ class Engine:
         await self._load_today()
         connection = asyncio.create_task(self.ari.run(), name="ari")
         watcher = asyncio.create_task(self._watch_config(stop), name="config watcher")
+        dialing = asyncio.create_task(self.dialer.run(stop), name="dialer")
         await stop.wait()
+        await asyncio.gather(dialing, return_exceptions=True)
         # End the calls while ARI can still hang them up, then close the connection.
         for session in list(self.sessions.values()):
             session.put({"type": "StasisEnd", "channel": {"id": session.id}})
@@ -118,26 +127,37 @@ class Engine:
         channel = event.get("channel")
         if not isinstance(channel, dict):
             channel = {}
-        channel_id = str(channel.get("id", "")) or _playback_channel(event)
+        channel_id = str(channel.get("id", "")) or _other_channel(event)
         if kind == "StasisStart":
             self._stasis_start(event, channel)
             return
-        if kind in ("ChannelDestroyed", "StasisEnd") and self.queues.handles(channel_id):
-            self.queues.gone(channel_id)
-            return
-        if kind in ("ChannelDestroyed", "StasisEnd") and self.monitor.handles(channel_id):
-            self.monitor.channel_gone(channel_id)
-            return
-        if kind == "EndpointStateChange":
-            if self.presence.endpoint_changed(event) is not None:
-                self.spawn(self.queues.dispatch_all())
-            return
-        if self.recorder.handles(event):
-            self.recorder.on_event(event)
+        if self._not_a_call(str(kind), channel_id, event):
             return
         session = self.sessions.get(channel_id) or self.peers.get(channel_id)
         if session is not None:
             session.put(event)
+
+    def _not_a_call(self, kind: str, channel_id: str, event: dict[str, Any]) -> bool:
+        """Events of what is not a caller's call (members ringing, a callback ringing the
+        operator, listeners, the dialer's calls; phones' states, recordings): True if one
+        of those took the event."""
+        gone = kind in ("ChannelDestroyed", "StasisEnd")
+        if gone and self.queues.handles(channel_id):
+            self.queues.gone(channel_id)
+        elif kind == "ChannelDestroyed" and self.callback_calls.handles(channel_id):
+            self.callback_calls.gone(channel_id)
+        elif gone and self.monitor.handles(channel_id):
+            self.monitor.channel_gone(channel_id)
+        elif kind == "EndpointStateChange":
+            if self.presence.endpoint_changed(event) is not None:
+                self.spawn(self.queues.dispatch_all())
+        elif self.recorder.handles(event):
+            self.recorder.on_event(event)
+        elif self.dialer.handles(channel_id):
+            self.dialer.on_event(channel_id, event)
+        else:
+            return False
+        return True
 
     def _stasis_start(self, event: dict[str, Any], channel: dict[str, Any]) -> None:
         args = [str(a) for a in event.get("args") or []]
@@ -146,6 +166,12 @@ class Engine:
             self.queues.answered(channel_id)
             return
         if self.monitor.stasis_start(args, channel_id):
+            return
+        if args[:1] == ["callback"]:
+            self.callback_calls.answered(channel)
+            return
+        if args[:1] == ["dialer"]:
+            self.dialer.on_event(channel_id, event)
             return
         if args[:1] == ["dialed"]:
             owner = args[1] if len(args) > 1 else ""
@@ -190,6 +216,7 @@ class Engine:
                 session.put({"type": "StasisEnd", "channel": {"id": channel_id}})
         ours = set(self.sessions) | set(self.peers) | set(self.queues.ringing)
         ours |= {c for x in self.monitor.listening.values() for c in x.channels}
+        ours |= set(self.dialer.calls) | set(self.callback_calls.ringing)
         for channel_id in present - ours:
             log.info("hanging up channel %s left in %s without a call", channel_id, self.app)
             await self.ari.quiet("DELETE", f"channels/{channel_id}")
@@ -202,15 +229,35 @@ class Engine:
             if path is None:
                 raise AriError(f"audio {play.value} was not converted")
             return "sound:" + str(path.with_suffix(""))
+        return await self.say(play.value)
+
+    async def lookup(
+        self, version: ConfigVersion, scenario: str, key: str, call: str | None = None
+    ) -> Answer:
+        if scenario == "callback_request":
+            return await self._request_callback(key, call)
+        return await self.directory.lookup_async(scenario, key)
+
+    async def _request_callback(self, caller: str, call: str | None) -> bool:
+        """Store a citizen's callback request; False (they hear so) when it cannot be."""
+        if self.callbacks is None or not caller:
+            return False
+        await asyncio.to_thread(self.callbacks.add, caller, self.clock(), call_id=call)
+        log.info("callback requested by %s", caller)
+        return True
+
+    async def say(self, text: str) -> str:
+        """The media URI of `text` spoken by TTS."""
         if self.tts is None:
             raise AriError("no TTS engine")
-        media: str = await self.tts(play.value)
+        media: str = await self.tts(text)
         return media
 
-    async def lookup(self, version: ConfigVersion, scenario: str, key: str) -> Answer:
-        if scenario == "callback_request":
-            return False  # callback requests are stored by the callbacks feature, not yet here
-        return await self.directory.lookup_async(scenario, key)
+    def trunk_calls(self, trunk: str) -> int:
+        """Calls up on `trunk` now: inbound, dialed out, and the dialer's."""
+        inbound = sum(1 for s in self.sessions.values() if s.trunk and s.trunk.name == trunk)
+        outbound = sum(1 for s in self.sessions.values() if s.peer_trunk == trunk)
+        return inbound + outbound + self.dialer.on_trunk(trunk)
 
     def phone_endpoint(self, version: ConfigVersion, number: str) -> str:
         return version.config.system.phone_dial.replace("{number}", number)
@@ -282,7 +329,11 @@ class Engine:
         return True
 
 
-def _playback_channel(event: dict[str, Any]) -> str:
+def _other_channel(event: dict[str, Any]) -> str:
+    """The channel of an event about something else: a playback's, a Dial's peer."""
+    peer = event.get("peer")
+    if event.get("type") == "Dial" and isinstance(peer, dict):
+        return str(peer.get("id", ""))
     playback = event.get("playback")
     target = str(playback.get("target_uri", "")) if isinstance(playback, dict) else ""
     return target.removeprefix("channel:") if target.startswith("channel:") else ""

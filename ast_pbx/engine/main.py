@@ -12,11 +12,15 @@ from ast_pbx.audio import convert_all
 from ast_pbx.config.configuration import Config
 from ast_pbx.engine.engine import Clock, Engine
 from ast_pbx.engine.version import ConfigVersion, prepare
+from ast_pbx.storage.callbacks import CallbackStore
 from ast_pbx.storage.calls import CallLog
 from ast_pbx.storage.db import open_database
+from ast_pbx.storage.dialer import DialerStore
 from ast_pbx.storage.operators import OperatorStore
 from ast_pbx.storage.queues import QueueStats
 from ast_pbx.tts import TtsCache, asterisk_media, ensure_async, make_engine
+from ast_pbx.web.api import create_api
+from ast_pbx.web.server import HttpServer
 
 log = logging.getLogger("astpbx")
 
@@ -64,8 +68,24 @@ async def serve(
         call_log=CallLog(database),
         queue_stats=QueueStats(database),
         operators=OperatorStore(database),
+        dialer=DialerStore(database),
+        callbacks=CallbackStore(database),
         tts=say,
     )
+
+    async def dial_now(task: int) -> None:
+        engine.dialer.wake()
+
+    api = create_api(
+        database=database,
+        username=system.api.username,
+        password=system.api.password,
+        clock=clock,
+        dial_now_hook=dial_now,
+        call_back_hook=engine.callback_calls.call,
+        timezone=system.zone(),
+    )
+    http = HttpServer(api, system.http_listen)
     log.info(
         "astpbx engine: config %s version %s, ARI %s app %s",
         path,
@@ -73,9 +93,11 @@ async def serve(
         system.ari.url,
         system.ari.app,
     )
+    await http.start()
     if started is not None:
         started(engine)
     try:
         await engine.run(stop)
     finally:
+        await http.stop()
         database.dispose()

@@ -92,8 +92,10 @@ class Queues:
     def occupy(self, phone: str, call: str) -> None:
         self.talking[phone] = call
 
-    def release(self, phone: str) -> None:
-        if self.talking.pop(phone, None) is not None:
+    def release(self, phone: str, call: str) -> None:
+        """`phone` left the conversation of `call` (not another it has meanwhile)."""
+        if self.talking.get(phone) == call:
+            del self.talking[phone]
             self.engine.spawn(self.dispatch_all())
 
     def position(self, call: str) -> int | None:
@@ -197,10 +199,18 @@ class Queues:
             return
         number = entry[1].number
         decisions = self.states[number].answered(call, member)
-        self.engine.spawn(self._answered(number, channel, decisions))
+        # Connect at once: from this moment the member is busy. Done in a task, a second
+        # member answering in the same read would dispatch first and ring this one again.
+        connects = [d for d in decisions if isinstance(d, Connect)]
+        for connect in connects:
+            self._connect(connect.call, connect.member)
+        rest: list[Decision] = [d for d in decisions if not isinstance(d, Connect)]
+        self.engine.spawn(self._answered(number, channel, rest, connected=bool(connects)))
 
-    async def _answered(self, number: str, channel: str, decisions: list[Decision]) -> None:
-        if not any(isinstance(d, Connect) for d in decisions):
+    async def _answered(
+        self, number: str, channel: str, decisions: list[Decision], *, connected: bool
+    ) -> None:
+        if not connected:  # too late: another member took the caller, or the caller left
             self.ringing.pop(channel, None)
             await self.engine.ari.quiet("DELETE", f"channels/{channel}")
         await self._carry_out(number, decisions)

@@ -49,13 +49,24 @@ DIAL_TIMEOUT = 30
 
 class CallSession:
     def __init__(
-        self, engine: Engine, version: ConfigVersion, channel: dict[str, Any], args: list[str]
+        self,
+        engine: Engine,
+        version: ConfigVersion,
+        channel: dict[str, Any],
+        args: list[str],
+        *,
+        calls: tuple[str, str] | None = None,
     ) -> None:
+        """`calls`: (caller, number) of a call the engine places for a phone itself
+        (a callback: the operator's phone answered and now calls the citizen)."""
         self.engine = engine
         self.version = version  # the config this call started on: it keeps it to the end
         self.id = str(channel["id"])
         caller = (channel.get("caller") or {}).get("number") or None
         called = str((channel.get("dialplan") or {}).get("exten") or "")
+        self.placed = calls is not None
+        if calls is not None:
+            caller, called = calls
         trunk = version.config.trunk_by_name.get(args[1]) if args[:1] == ["trunk"] else None
         self.trunk = trunk
         self.phone = phone_of_channel(channel)  # the phone calling, for `1*NNNNN`
@@ -65,6 +76,7 @@ class CallSession:
         self.peer: str | None = None
         self.peer_number: str | None = None  # the phone, member or outside number of peer
         self.peer_external = False  # the peer was dialed through an external trunk
+        self.peer_trunk: str | None = None  # the trunk the peer was dialed through
         self.conversation: Conversation | None = None
         self.queue_answered = False  # for the queue statistics: a talk to end
         self.transfers: list[str] = []  # numbers the call was transferred to
@@ -141,7 +153,8 @@ class CallSession:
             external=bool(self.trunk and self.trunk.external),
             config_version=self.version.version,
         )
-        await self.ari.request("POST", f"channels/{self.id}/answer")
+        if not self.placed:  # a channel the engine placed was answered to get here
+            await self.ari.request("POST", f"channels/{self.id}/answer")
         self.answered_at = self._now()
         code = bind_code(self.call.called)
         if code is not None:
@@ -285,7 +298,9 @@ class CallSession:
     async def _lookup(self, action: Lookup) -> None:
         async def ask() -> None:
             try:
-                answer = await self.engine.lookup(self.version, action.scenario, action.key)
+                answer = await self.engine.lookup(
+                    self.version, action.scenario, action.key, self.id
+                )
             except Exception:  # a directory that fails answers "nothing found"
                 log.exception("call %s: directory lookup %s failed", self.id, action.scenario)
                 answer = None
@@ -334,6 +349,7 @@ class CallSession:
     async def _dial_trunk(self, action: DialTrunk) -> None:
         trunk = self.version.config.trunk_by_name[action.trunk]
         self.peer_number, self.peer_external = action.number, trunk.external
+        self.peer_trunk = trunk.name
         await self._dial(self.engine.trunk_endpoint(trunk, action.number))
 
     async def _dial(self, endpoint: str) -> None:
@@ -376,7 +392,8 @@ class CallSession:
         self.engine.queues.hung_up(self.id)
         self.engine.monitor.call_ended(self.id)
         if self.queue_answered:
-            self.engine.record("queues.talk_ended", self.id, self._now())
+            talk_ended = self.conversation.talk_ended_at if self.conversation else None
+            self.engine.record("queues.talk_ended", self.id, talk_ended or self._now())
         ended = self.call.steps[-1] if self.call.steps else None
         reason = getattr(ended, "reason", None)
         if self.transfers:

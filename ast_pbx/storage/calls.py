@@ -154,7 +154,11 @@ class CallLog:
         if path is not None:
             values["path"] = list(path)
         if answered_at is not None:
-            values["answered_at"] = sa.func.coalesce(Call.answered_at, _aware(answered_at))
+            # The literal carries the column's type so that it is stored in UTC like
+            # any other time (a bare parameter skips UtcDateTime's conversion).
+            values["answered_at"] = sa.func.coalesce(
+                Call.answered_at, sa.literal(_aware(answered_at), Call.answered_at.type)
+            )
         # One UPDATE guarded by `ended_at IS NULL` keeps the first end, without a read first.
         update = (
             sa.update(Call)

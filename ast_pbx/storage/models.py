@@ -170,7 +170,7 @@ class DialerTask(Base):
     # Why it is done: "answered", "max_unanswered", "max_failed".
     done_reason: Mapped[str | None] = mapped_column(sa.String(32))
     attempts: Mapped[int] = mapped_column(sa.Integer, default=0, server_default="0")
-    # Attempts that rang without an answer (or were busy), counted against max_unanswered.
+    # Attempts that rang without an answer, counted against max_unanswered.
     unanswered: Mapped[int] = mapped_column(sa.Integer, default=0, server_default="0")
     # Attempts that failed at all (provider or technical), counted against max_failed.
     failed: Mapped[int] = mapped_column(sa.Integer, default=0, server_default="0")

@@ -1,0 +1,230 @@
+"""The autodialer on Asterisk: claims due tasks, dials them, speaks the text, files outcomes.
+
+Decisions are `core.dialing`'s (the window, how an attempt counts, when to retry) and
+the store's (which task is due, leases). This module only places calls: at most
+`dialer.lines` at a time, through the trunk whose `match` takes the number, never taking
+a trunk's last free line (`trunks[].lines`, shared with inbound and outbound calls).
+A call that is answered hears the task's text `repeat` times, then is hung up.
+
+Several engines may share one PostgreSQL: each claims with a lease under its own worker
+name, so a task is never dialed twice at once; an engine that dies leaves leases that
+run out, and the tasks are dialed again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from ast_pbx.ari import AriError
+from ast_pbx.config.model import Dialer as DialerSettings
+from ast_pbx.config.model import Trunk
+from ast_pbx.core.dialing import classify, in_window
+
+if TYPE_CHECKING:
+    from ast_pbx.engine.engine import Engine
+    from ast_pbx.storage.dialer import Claim, DialerStore
+
+log = logging.getLogger("astpbx.dialer")
+
+# Asterisk's dial status of a refused call as the Q.850 cause `classify` reads.
+DIAL_CAUSES = {"BUSY": 17, "NOANSWER": 19, "CONGESTION": 34, "CHANUNAVAIL": 3}
+POLL = 2.0  # seconds between looks for due tasks when nothing wakes the dialer
+LEASE = timedelta(minutes=3)  # renewed while the call goes on
+
+
+@dataclass
+class DialerCall:
+    task: int
+    attempt: int
+    number: str
+    text: str
+    repeat: int
+    trunk: str
+    rang: bool = False
+    answered: bool = False
+    said: int = 0
+    playback: str | None = None
+    cause: int | None = None  # Q.850 cause from the dial status, when the line says
+
+
+def worker_name() -> str:
+    """Who holds a lease: host and process, so that an administrator can tell engines apart."""
+    return f"{socket.gethostname()}:{os.getpid()}"[:64]
+
+
+class Dialer:
+    def __init__(self, engine: Engine, store: DialerStore | None) -> None:
+        self.engine = engine
+        self.store = store
+        self.worker = worker_name()
+        self.calls: dict[str, DialerCall] = {}  # channel → the call placed for a task
+        self._wake = asyncio.Event()
+
+    @property
+    def settings(self) -> DialerSettings:
+        return self.engine.current.config.dialer
+
+    def wake(self) -> None:
+        """A task was added or asked to be dialed now: look without waiting."""
+        self._wake.set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        if self.store is None:
+            return
+        while not stop.is_set():
+            try:
+                await self._round()
+            except Exception:  # a database hiccup must not stop the dialer for good
+                log.exception("dialer round failed")
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), POLL)
+
+    async def _round(self) -> None:
+        assert self.store is not None
+        now = self.engine.clock()
+        await self._keep_leases(now)
+        settings = self.settings
+        free = settings.lines - len(self.calls) if settings.enabled else 0
+        if free <= 0 or not self.engine.ari.connected:
+            return
+        local = now.astimezone(self.engine.current.config.system.zone())
+        claims = await asyncio.to_thread(
+            self.store.claim,
+            self.worker,
+            now,
+            limit=free,
+            lease=LEASE,
+            in_window=in_window(settings.hours, local),
+        )
+        for claim in claims:
+            await self._dial(claim)
+
+    async def _keep_leases(self, now: datetime) -> None:
+        assert self.store is not None
+        for call in list(self.calls.values()):
+            await asyncio.to_thread(self.store.extend, call.task, self.worker, now + LEASE)
+
+    # Placing a call
+
+    async def _dial(self, claim: Claim) -> None:
+        task = claim.task
+        trunk = self.engine.current.config.trunk_for(task.number)
+        if trunk is None or not self._line_free(trunk):
+            reason = "no trunk takes the number" if trunk is None else "no free line"
+            log.warning("dialer task %s: %s %s", task.id, task.number, reason)
+            await self._finish_attempt(claim.attempt_id, "failed", cause_text=reason)
+            return
+        channel = f"dialer-{task.id}-{claim.attempt_id}"
+        call = DialerCall(
+            task.id, claim.attempt_id, task.number, task.text, task.repeat, trunk.name
+        )
+        self.calls[channel] = call
+        log.info("dialer task %s: dialing %s through %s", task.id, task.number, trunk.name)
+        try:
+            await self.engine.ari.request(
+                "POST",
+                "channels",
+                {
+                    "endpoint": self.engine.trunk_endpoint(trunk, task.number),
+                    "app": self.engine.app,
+                    "appArgs": f"dialer,{task.id},{claim.attempt_id}",
+                    "timeout": int(self.settings.ring_timeout),
+                    "channelId": channel,
+                },
+            )
+        except AriError as exc:
+            log.warning("dialer task %s: the call failed to start: %s", task.id, exc)
+            if self.calls.pop(channel, None) is not None:
+                await self._finish_attempt(claim.attempt_id, "failed", cause_text=str(exc)[:64])
+            return
+        self._event(call, channel_id=channel)
+
+    def _line_free(self, trunk: Trunk) -> bool:
+        if trunk.lines is None:
+            return True
+        return self.engine.trunk_calls(trunk.name) < trunk.lines
+
+    def on_trunk(self, trunk: str) -> int:
+        """Calls the dialer has up on `trunk`."""
+        return sum(1 for c in self.calls.values() if c.trunk == trunk)
+
+    # Events of its calls
+
+    def handles(self, channel: str) -> bool:
+        return channel in self.calls
+
+    def on_event(self, channel: str, event: dict[str, Any]) -> None:
+        call = self.calls.get(channel)
+        if call is None:
+            return
+        kind = event.get("type")
+        state = (event.get("channel") or {}).get("state")
+        status = event.get("dialstatus") if kind == "Dial" else None
+        if (state == "Ringing" or status == "RINGING") and not call.rang:
+            call.rang = True
+            self._event(call, ringing_at=self.engine.clock())
+        elif status in DIAL_CAUSES:
+            # How the line refused: a Local or remote channel's own hangup cause may
+            # not say (0, "Unknown"); Asterisk's dial status does.
+            call.cause = DIAL_CAUSES[status]
+            call.rang = call.rang or status == "NOANSWER"
+        elif kind == "StasisStart":
+            call.answered = True
+            self._event(call, answered_at=self.engine.clock())
+            self.engine.spawn(self._say(channel, call))
+        elif kind == "PlaybackFinished":
+            if (event.get("playback") or {}).get("id") == call.playback:
+                self.engine.spawn(self._say(channel, call))
+        elif kind == "ChannelDestroyed":
+            del self.calls[channel]
+            cause = event.get("cause")
+            if not isinstance(cause, int) or cause == 0:
+                cause = call.cause
+            outcome = classify(call.answered, call.rang, cause)
+            log.info("dialer task %s: %s (%s)", call.task, outcome, event.get("cause_txt"))
+            self.engine.spawn(
+                self._finish_attempt(
+                    call.attempt,
+                    outcome,
+                    cause=cause,
+                    cause_text=str(event.get("cause_txt") or "")[:64] or None,
+                )
+            )
+            self._wake.set()  # a line is free
+
+    async def _say(self, channel: str, call: DialerCall) -> None:
+        """The text, `repeat` times; then the call is over."""
+        if call.said >= call.repeat:
+            await self.engine.ari.quiet("DELETE", f"channels/{channel}")
+            return
+        call.said += 1
+        call.playback = f"{channel}-say{call.said}"
+        try:
+            media = await self.engine.say(call.text)
+            await self.engine.ari.request(
+                "POST", f"channels/{channel}/play", {"media": media, "playbackId": call.playback}
+            )
+        except Exception:  # TTS or ARI failed: the citizen must not be left in silence
+            log.exception("dialer task %s: the text could not be played", call.task)
+            await self.engine.ari.quiet("DELETE", f"channels/{channel}")
+
+    def _event(self, call: DialerCall, **moments: Any) -> None:
+        if self.store is not None:
+            self.engine.spawn(asyncio.to_thread(self.store.attempt_event, call.attempt, **moments))
+
+    async def _finish_attempt(self, attempt: int, outcome: str, **details: Any) -> None:
+        assert self.store is not None
+        try:
+            await asyncio.to_thread(
+                self.store.finish, attempt, outcome, self.engine.clock(), self.settings, **details
+            )
+        except Exception:  # the lease runs out and the attempt counts as lost: nothing lost
+            log.exception("dialer attempt %s: outcome %s not stored", attempt, outcome)
