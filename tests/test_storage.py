@@ -45,7 +45,7 @@ def test_migrate_twice_is_idempotent(url: str) -> None:
 
 def test_head_of_package_is_recorded_in_database(database: Database) -> None:
     head = database.head_revision()
-    assert head == "0003"
+    assert head == "0004"
     with database.engine.connect() as connection:
         recorded = connection.execute(sa.text("SELECT version_num FROM alembic_version")).all()
     assert recorded == [(head,)]

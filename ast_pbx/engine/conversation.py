@@ -84,8 +84,11 @@ class Conversation:
         await self.ari.request(
             "POST", f"bridges/{self.bridge}/addChannel", {"channel": ",".join(self.parties)}
         )
+        caller = self.session.call.caller
         for phone in self.phones.values():
             engine.queues.occupy(phone, self.session.id)
+            engine.events.publish("answered", phone=phone, caller=caller, call=self.session.id)
+        engine.events.publish("calls")
         await engine.recorder.start(self.session.id, self.bridge, 1)
 
     async def on_event(self, event: dict[str, Any]) -> None:

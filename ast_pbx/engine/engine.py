@@ -19,6 +19,7 @@ from ast_pbx.core.steps import Play
 from ast_pbx.engine.callbacks import Callbacks
 from ast_pbx.engine.dialer import Dialer
 from ast_pbx.engine.directory import SqlDirectory
+from ast_pbx.engine.events import Bus
 from ast_pbx.engine.metrics import Latencies
 from ast_pbx.engine.monitor import Monitor
 from ast_pbx.engine.presence import Presence
@@ -75,6 +76,7 @@ class Engine:
         self.monitor = Monitor(self)
         self.dialer = Dialer(self, dialer)  # dialer: storage.dialer.DialerStore
         self.callback_calls = Callbacks(self)
+        self.events = Bus()  # live events for the web page
         self.key_latency = Latencies()  # a key's arrival → the engine's next ARI request
         self._tasks: set[asyncio.Task[Any]] = set()
         self._writes: asyncio.Queue[tuple[str, tuple[Any, ...], dict[str, Any]]] = asyncio.Queue()
@@ -184,6 +186,7 @@ class Engine:
         session = CallSession(self, self.current, channel, args)
         self.sessions[channel_id] = session
         session.start()
+        self.events.publish("calls")
 
     def watch_peer(self, peer: str, session: CallSession) -> None:
         self.peers[peer] = session
@@ -193,6 +196,7 @@ class Engine:
 
     def forget(self, session: CallSession) -> None:
         self.sessions.pop(session.id, None)
+        self.events.publish("calls")
         if session.peer is not None:
             self.peers.pop(session.peer, None)
         for peer, owner in list(self.peers.items()):
@@ -244,6 +248,7 @@ class Engine:
             return False
         await asyncio.to_thread(self.callbacks.add, caller, self.clock(), call_id=call)
         log.info("callback requested by %s", caller)
+        self.events.publish("callbacks")
         return True
 
     async def say(self, text: str) -> str:

@@ -151,4 +151,5 @@ class Presence:
 
     async def _changed(self) -> None:
         await self.reload_operators()
+        self.engine.events.publish("presence")
         await self.engine.queues.dispatch_all()

@@ -71,6 +71,7 @@ class Queues:
         state.enter(session.id, session.call.caller, now)
         self.calls[session.id] = (session, queue)
         self.engine.record("queues.entered", session.id, queue.number, session.call.caller, now)
+        self._publish_waiting()
         await self.dispatch(queue.number)
 
     async def leave(self, call: str, outcome: str) -> None:
@@ -81,8 +82,17 @@ class Queues:
             return
         number = entry[1].number
         self.engine.record("queues.left", call, outcome, self.engine.clock())
+        self._publish_waiting()
         await self._carry_out(number, self.states[number].leave(call))
         await self.dispatch(number)
+
+    def waiting(self) -> dict[str, int]:
+        """Callers waiting per queue, for the page's statistics panel."""
+        return {number: len(state.calls) for number, state in self.states.items()}
+
+    def _publish_waiting(self) -> None:
+        self.engine.events.publish("queues", waiting=self.waiting())
+        self.engine.events.publish("calls")
 
     async def dispatch_all(self) -> None:
         """Members' states changed: every queue may ring someone now."""
@@ -136,11 +146,13 @@ class Queues:
                 if entry is not None:
                     now = self.engine.clock()
                     self.engine.record("queues.left", decision.call, "sent_away", now)
+                    self._publish_waiting()
                     entry[0].put({"type": SEND_AWAY, "reason": decision.reason})
 
     async def _ring(self, number: str, call: str, member: str) -> None:
         session, queue = self.calls[call]
         log.info("queue %s: ringing %s for %s", number, member, call)
+        self.engine.events.publish("ringing", phone=member, caller=session.call.caller, call=call)
         # Our own channel id, known before Asterisk answers: a member who picks up at
         # once enters the app before the originate request returns.
         channel = f"{call}-q{uuid.uuid4().hex[:12]}"
@@ -184,6 +196,7 @@ class Queues:
                 self.today, self.day = {}, self._local_day(now)
             self.today[session.call.caller] = member
         session.put({"type": CONNECTED, "member": member, "peer": channel})
+        self._publish_waiting()
 
     # Events of members' channels
 

@@ -344,6 +344,9 @@ class CallSession:
 
     async def _dial_phone(self, action: DialPhone) -> None:
         self.peer_number = self.dialed_phone = action.phone
+        self.engine.events.publish(
+            "ringing", phone=action.phone, caller=self.call.caller, call=self.id
+        )
         await self._dial(self.engine.phone_endpoint(self.version, action.phone))
 
     async def _dial_trunk(self, action: DialTrunk) -> None:

@@ -224,3 +224,60 @@ class Callback(Base):
     operator: Mapped[str | None] = mapped_column(sa.String(64), index=True)
     called_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     callback_call_id: Mapped[str | None] = mapped_column(sa.String(64))
+
+
+class Interaction(Base):
+    """One entry of the interaction history with a citizen's number (the right pane of
+    the operator's form): who called, which way, what about, what the answer was."""
+
+    __tablename__ = "interactions"
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
+    # The citizen's number: the history is looked up by it.
+    phone: Mapped[str] = mapped_column(sa.String(64), index=True)
+    at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+    # "in" (the citizen called) or "out" (a callback, the dialer).
+    direction: Mapped[str] = mapped_column(sa.String(8), default="in", server_default="in")
+    # The call it was created for, when created on pick-up.
+    call_id: Mapped[str | None] = mapped_column(sa.String(64), index=True)
+    caller_name: Mapped[str | None] = mapped_column(sa.String(256))
+    question_group: Mapped[str | None] = mapped_column(sa.String(128))
+    question: Mapped[str | None] = mapped_column(sa.Text)
+    answer: Mapped[str | None] = mapped_column(sa.Text)
+    # The login of the operator who handled it.
+    operator: Mapped[str | None] = mapped_column(sa.String(64), index=True)
+    updated_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class ChatMessage(Base):
+    """A chat message between signed-in users; `recipient` NULL is a broadcast."""
+
+    __tablename__ = "chat_messages"
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
+    sender: Mapped[str] = mapped_column(sa.String(64), index=True)
+    recipient: Mapped[str | None] = mapped_column(sa.String(64), index=True)
+    text: Mapped[str] = mapped_column(sa.Text)
+    sent_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+    # For personal messages: when the recipient read it (broadcasts: see chat_reads).
+    read_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class ChatRead(Base):
+    """How far a user has read the broadcasts: the id of the last one seen."""
+
+    __tablename__ = "chat_reads"
+
+    login: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    last_broadcast_id: Mapped[int] = mapped_column(sa.Integer, default=0, server_default="0")
+
+
+class LoginFailure(Base):
+    """Failed sign-ins, for the lock-out after repeated failures (per login)."""
+
+    __tablename__ = "login_failures"
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
+    login: Mapped[str] = mapped_column(sa.String(64), index=True)
+    at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+    address: Mapped[str | None] = mapped_column(sa.String(64))
