@@ -222,3 +222,26 @@ def test_the_callback_commands_against_the_running_engine(
     closed = sandbox.astpbx("callback", "done", str(callback), config)
     assert closed.returncode == 0 and "\tdone" in closed.stdout
     assert f"{callback}\t" not in sandbox.astpbx("callback", "list", config).stdout
+
+
+def test_no_more_calls_at_once_than_the_dialer_has_lines(
+    live: LiveEngine, api: httpx.Client
+) -> None:
+    """dialer.lines is 2: three tasks due together are dialed two, then one."""
+    batch = [{"number": SILENT, "text": f"Задача {n}."} for n in range(3)]
+    response = api.post("/tasks", json=batch)
+    assert response.status_code == 201, response.text
+    ids = [task["id"] for task in response.json()]
+    tasks = [
+        task_when(api, task, lambda t: t["attempts"] and t["attempts"][0]["ended_at"])
+        for task in ids
+    ]
+    spans = [(t["attempts"][0]["started_at"], t["attempts"][0]["ended_at"]) for t in tasks]
+    moments = sorted([(start, 1) for start, _ in spans] + [(end, -1) for _, end in spans])
+    at_once, most = 0, 0
+    for _, change in moments:
+        at_once += change
+        most = max(most, at_once)
+    assert most == 2
+    for task in ids:  # leave nothing to be retried in later tests
+        api.delete(f"/tasks/{task}")

@@ -21,6 +21,7 @@ import pytest
 from ast_pbx.ari import AriError
 from ast_pbx.config.configuration import Config
 from ast_pbx.config.loader import load
+from ast_pbx.engine.dialer import DialerCall
 from ast_pbx.engine.engine import Engine
 from ast_pbx.engine.session import CallSession
 from ast_pbx.engine.version import ConfigVersion
@@ -833,6 +834,38 @@ def test_two_members_answering_at_once_are_never_rung_again_while_busy(
         assert rung() == ["queued,a,1001", "queued,b,1002"]  # c waits: nobody is free
         assert h.engine.queues.talking == {"1001": "a", "1002": "b"}
         assert h.engine.queues.position("c") == 1
+        await h.drain()
+
+    run(scenario())
+
+
+TRUNK_CONFIG = """\
+trunks:
+  - {name: city, match: '7\\\\d{10}', inbound: "100", endpoint: PJSIP/city, lines: 2}
+menus:
+  - number: "100"
+    say: Hello
+"""
+
+
+def test_a_trunks_lines_are_shared_by_inbound_outbound_and_dialer_calls(tmp_path: Path) -> None:
+    h = Harness(tmp_path, TRUNK_CONFIG)
+    trunk = h.engine.current.config.trunk_by_name["city"]
+
+    async def scenario() -> None:
+        assert h.engine.trunk_calls("city") == 0 and h.engine.dialer._line_free(trunk)
+        h.engine.on_event(
+            {
+                "type": "StasisStart",
+                "args": ["trunk", "city"],
+                "channel": {"id": "in1", "caller": {"number": "+79001112233"}},
+            }
+        )
+        await h.playing("in1")
+        assert h.engine.trunk_calls("city") == 1 and h.engine.dialer._line_free(trunk)
+        h.engine.dialer.calls["dialer-1-1"] = DialerCall(1, 1, "79001112233", "x", 1, "city")
+        assert h.engine.trunk_calls("city") == 2
+        assert not h.engine.dialer._line_free(trunk)  # both lines busy: the dialer waits
         await h.drain()
 
     run(scenario())

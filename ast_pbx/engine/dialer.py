@@ -2,8 +2,8 @@
 
 Decisions are `core.dialing`'s (the window, how an attempt counts, when to retry) and
 the store's (which task is due, leases). This module only places calls: at most
-`dialer.lines` at a time, through the trunk whose `match` takes the number, never taking
-a trunk's last free line (`trunks[].lines`, shared with inbound and outbound calls).
+`dialer.lines` at a time, through the trunk whose `match` takes the number, only while
+that trunk has a free line (`trunks[].lines`, shared with inbound and outbound calls).
 A call that is answered hears the task's text `repeat` times, then is hung up.
 
 Several engines may share one PostgreSQL: each claims with a lease under its own worker
