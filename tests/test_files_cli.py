@@ -335,9 +335,12 @@ def test_report_rejects_an_unknown_name(sqlite_config: Path) -> None:
     )
 
 
-def test_report_rejects_a_filter_it_does_not_take(config: Path, log: CallLog) -> None:
+def test_report_rejects_a_filter_it_does_not_take(
+    config: Path, log: CallLog, tmp_path: Path
+) -> None:
     period = ("--from", "2026-03-01", "--to", "2026-03-01")
     result = astpbx("report", "missed", str(config), *period, "--operator", "alice")
     assert result.returncode == 2
     assert "report missed does not filter by operator (it takes no filters)" in result.stderr
-    assert astpbx("report", "answered", str(config), *period, "--operator", "alice").returncode == 0
+    taken = astpbx("report", "answered", str(config), *period, "--operator", "alice", cwd=tmp_path)
+    assert taken.returncode == 0
