@@ -33,6 +33,7 @@ COMMANDS = (
     "history",
     "files",
     "callback",
+    "hash-password",
 )
 
 

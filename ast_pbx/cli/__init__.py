@@ -15,6 +15,7 @@ from ast_pbx.cli import check as check_cmd
 from ast_pbx.cli import files as files_cmd
 from ast_pbx.cli import graph as graph_cmd
 from ast_pbx.cli import history as history_cmd
+from ast_pbx.cli import passwd as passwd_cmd
 from ast_pbx.cli import report as report_cmd
 from ast_pbx.cli import run as run_cmd
 from ast_pbx.cli import sandbox as sandbox_cmd
@@ -58,6 +59,7 @@ report_cmd.register(app)
 history_cmd.register(app)
 files_cmd.register(app)
 callback_cmd.register(app)
+passwd_cmd.register(app)
 
 
 def main(argv: list[str] | None = None) -> NoReturn:

@@ -19,7 +19,8 @@ from ast_pbx.storage.dialer import DialerStore
 from ast_pbx.storage.operators import OperatorStore
 from ast_pbx.storage.queues import QueueStats
 from ast_pbx.tts import TtsCache, asterisk_media, ensure_async, make_engine
-from ast_pbx.web.api import create_api
+from ast_pbx.web.app import create_app, load_secret
+from ast_pbx.web.interactions import start_interactions
 from ast_pbx.web.server import HttpServer
 
 log = logging.getLogger("astpbx")
@@ -76,16 +77,19 @@ async def serve(
     async def dial_now(task: int) -> None:
         engine.dialer.wake()
 
-    api = create_api(
+    app = create_app(
         database=database,
-        username=system.api.username,
-        password=system.api.password,
+        config=lambda: engine.current.config,
         clock=clock,
+        engine=engine,
+        api_username=system.api.username,
+        api_password=system.api.password,
+        secret_key=await asyncio.to_thread(load_secret, system.paths.data),
+        timezone=system.zone(),
         dial_now_hook=dial_now,
         call_back_hook=engine.callback_calls.call,
-        timezone=system.zone(),
     )
-    http = HttpServer(api, system.http_listen)
+    http = HttpServer(app, system.http_listen)
     log.info(
         "astpbx engine: config %s version %s, ARI %s app %s",
         path,
@@ -93,11 +97,16 @@ async def serve(
         system.ari.url,
         system.ari.app,
     )
+    # History entries for the calls operators pick up (the operator page's right pane).
+    interactions = start_interactions(engine, database)
     await http.start()
     if started is not None:
         started(engine)
     try:
         await engine.run(stop)
     finally:
+        interactions.cancel()
+        app.state.live.close()  # open event streams would hold the server
         await http.stop()
+        app.state.auth.close()
         database.dispose()

@@ -186,6 +186,12 @@ class CallLog:
             call = session.scalars(query).one_or_none()
             return None if call is None else CallRecord.of(call)
 
+    def find(self, call_id: int) -> CallRecord | None:
+        """The call of log id `call_id` (what the history page shows), or None."""
+        with self._database.session() as session:
+            call = session.get(Call, call_id)
+            return None if call is None else CallRecord.of(call)
+
     def history(
         self,
         start: datetime,
