@@ -13,7 +13,7 @@ import contextlib
 import threading
 import time
 import uuid
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -59,6 +59,16 @@ class LiveEngine:
         if self.loop is not None and self.stop_event is not None:
             self.loop.call_soon_threadsafe(self.stop_event.set)
         self._thread.join(30)
+
+    @contextlib.contextmanager
+    def callers(self, sandbox: SandboxInfo) -> Iterator[Callers]:
+        """Callers connected to the sandbox's ARI from the engine's loop, for a test."""
+        callers = Callers(sandbox)
+        self.run(callers.open())
+        try:
+            yield callers
+        finally:
+            self.run(callers.close())
 
     def run(self, coroutine: Coroutine[Any, Any, T], timeout: float = 60) -> T:
         """Run `coroutine` in the engine's loop and wait for its result."""

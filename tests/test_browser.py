@@ -129,12 +129,8 @@ def browser(live: LiveEngine) -> Iterator[Any]:
 
 @pytest.fixture
 def callers(live: LiveEngine, sandbox: SandboxInfo) -> Iterator[Callers]:
-    callers = Callers(sandbox)
-    live.run(callers.open())
-    try:
+    with live.callers(sandbox) as callers:
         yield callers
-    finally:
-        live.run(callers.close())
 
 
 def base_url(live: LiveEngine) -> str:

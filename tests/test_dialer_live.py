@@ -23,7 +23,7 @@ from ast_pbx.engine.engine import Engine
 from ast_pbx.storage.callbacks import CallbackStore
 from ast_pbx.storage.calls import CallLog, CallRecord
 from ast_pbx.storage.db import open_database
-from tests.live_engine import Callers, LiveEngine, MovableClock, eventually
+from tests.live_engine import LiveEngine, MovableClock, eventually
 from tests.sandbox_fixture import SandboxInfo
 
 pytestmark = pytest.mark.asterisk
@@ -173,13 +173,9 @@ def test_a_callback_request_left_in_the_ivr_and_called_back(
     live: LiveEngine, sandbox: SandboxInfo, api: httpx.Client
 ) -> None:
     engine = engine_of(live)
-    callers = Callers(sandbox)
-    live.run(callers.open())
-    try:
+    with live.callers(sandbox) as callers:
         request = live.run(callers.dial("96200", caller=ANSWERS))
         live.run(callers.ended(request, 30))
-    finally:
-        live.run(callers.close())
     with open_database(engine.current.config.system.database_url) as database:
         store = CallbackStore(database)
         [callback] = eventually(lambda: store.open(engine.clock()))

@@ -181,12 +181,8 @@ def engine_of(live: LiveEngine) -> Engine:
 
 @pytest.fixture
 def callers(live: LiveEngine, sandbox: SandboxInfo) -> Iterator[Callers]:
-    callers = Callers(sandbox)
-    live.run(callers.open())
-    try:
+    with live.callers(sandbox) as callers:
         yield callers
-    finally:
-        live.run(callers.close())
 
 
 @pytest.fixture
