@@ -183,5 +183,7 @@ def eventually(check: Callable[[], Any], timeout: float = 15, every: float = 0.1
         if result:
             return result
         if time.monotonic() > deadline:
-            raise AssertionError(f"not true within {timeout} s: {check}")
+            code = check.__code__  # which check it was, when several wait in one test
+            where = f"{code.co_filename}:{code.co_firstlineno}"
+            raise AssertionError(f"not true within {timeout} s: {where} (last: {result!r})")
         time.sleep(every)
