@@ -19,7 +19,7 @@ import logging
 import os
 import socket
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from ast_pbx.ari import AriError
@@ -52,6 +52,7 @@ class DialerCall:
     said: int = 0
     playback: str | None = None
     cause: int | None = None  # Q.850 cause from the dial status, when the line says
+    lease_until: datetime = datetime.max.replace(tzinfo=UTC)  # set when the call is placed
 
 
 def worker_name() -> str:
@@ -108,9 +109,13 @@ class Dialer:
             await self._dial(claim)
 
     async def _keep_leases(self, now: datetime) -> None:
+        """Renew the leases of calls still going on once half of a lease has passed
+        (not every round: a database write per call every POLL seconds is waste)."""
         assert self.store is not None
         for call in list(self.calls.values()):
-            await asyncio.to_thread(self.store.extend, call.task, self.worker, now + LEASE)
+            if call.lease_until - now < LEASE / 2:
+                call.lease_until = now + LEASE
+                await asyncio.to_thread(self.store.extend, call.task, self.worker, call.lease_until)
 
     # Placing a call
 
@@ -126,6 +131,7 @@ class Dialer:
         call = DialerCall(
             task.id, claim.attempt_id, task.number, task.text, task.repeat, trunk.name
         )
+        call.lease_until = self.engine.clock() + LEASE  # as claimed
         self.calls[channel] = call
         log.info("dialer task %s: dialing %s through %s", task.id, task.number, trunk.name)
         try:

@@ -75,7 +75,6 @@ class CallSession:
         self.playback: str | None = None
         self.peer: str | None = None
         self.peer_number: str | None = None  # the phone, member or outside number of peer
-        self.peer_external = False  # the peer was dialed through an external trunk
         self.peer_trunk: str | None = None  # the trunk the peer was dialed through
         self.conversation: Conversation | None = None
         self.queue_answered = False  # for the queue statistics: a talk to end
@@ -221,12 +220,12 @@ class CallSession:
 
     async def _converse_with(self, peer: str, phone: str | None = None) -> None:
         external = {self.id} if self.trunk is not None and self.trunk.external else set()
-        if self.peer_external:
+        dialed = self.version.config.trunk_by_name.get(self.peer_trunk or "")
+        if dialed is not None and dialed.external:
             external.add(peer)
-        phones = {peer: phone or self.peer_number} if (phone or self.dialed_phone) else {}
-        self.conversation = Conversation(
-            self, (self.id, peer), {c: p for c, p in phones.items() if p}, frozenset(external)
-        )
+        phone = phone or self.dialed_phone  # a queue member, or the phone this call dialed
+        phones = {peer: phone} if phone else {}
+        self.conversation = Conversation(self, (self.id, peer), phones, frozenset(external))
         await self.conversation.start()
         log.debug("call %s: bridged with %s", self.id, peer)
 
@@ -351,8 +350,7 @@ class CallSession:
 
     async def _dial_trunk(self, action: DialTrunk) -> None:
         trunk = self.version.config.trunk_by_name[action.trunk]
-        self.peer_number, self.peer_external = action.number, trunk.external
-        self.peer_trunk = trunk.name
+        self.peer_number, self.peer_trunk = action.number, trunk.name
         await self._dial(self.engine.trunk_endpoint(trunk, action.number))
 
     async def _dial(self, endpoint: str) -> None:
