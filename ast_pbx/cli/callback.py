@@ -45,12 +45,9 @@ def list_requests(
     """The open requests, oldest first: not done, and not put off to a later time."""
     config = load_valid(config_path)
     tz = config_timezone(config)
-    database = open_reporting(config.system.database_url)
-    try:
+    with open_reporting(config.system.database_url) as database:
         store = CallbackStore(database)
         found = store.list(limit=1000) if everything else store.open(datetime.now(tz))
-    finally:
-        database.dispose()
     if not found:
         typer.echo("no callback requests")
         return
@@ -98,15 +95,13 @@ def done(
     """Close a request (the citizen was called back), or put it off with --later."""
     config = load_valid(config_path)
     tz = config_timezone(config)
-    database = open_reporting(config.system.database_url)
-    try:
+    until = None if later is None else _local_time(later, tz)
+    with open_reporting(config.system.database_url) as database:
         store = CallbackStore(database)
-        if later is None:
+        if until is None:
             record = store.update(callback_id, done=True)
         else:
-            record = store.update(callback_id, call_not_before=_local_time(later, tz))
-    finally:
-        database.dispose()
+            record = store.update(callback_id, call_not_before=until)
     if record is None:
         raise UsageError(f"no callback request {callback_id}")
     typer.echo(_line(record, tz))
