@@ -59,9 +59,13 @@ class AriClient:
         on_event: EventHandler,
         on_connected: ConnectedHandler | None = None,
         rest_over_websocket: bool = True,
+        also: tuple[str, ...] = (),
     ) -> None:
         self.base = url.rstrip("/") + "/ari/"
         self.app = app
+        # More applications registered on the same socket (each event names its own in
+        # `application`): the engine follows endpoint states in one of its own.
+        self.apps = (app, *also)
         self._headers = {"Authorization": aiohttp.encode_basic_auth(username, password)}
         self._on_event = on_event
         self._on_connected = on_connected
@@ -109,7 +113,7 @@ class AriClient:
     def _events_url(self) -> str:
         scheme, netloc, path, _, _ = urlsplit(self.base + "events")
         scheme = "wss" if scheme == "https" else "ws"
-        query = urlencode({"app": self.app, "subscribeAll": "false"})
+        query = urlencode({"app": ",".join(self.apps), "subscribeAll": "false"})
         return urlunsplit((scheme, netloc, path, query, ""))
 
     async def _serve_connection(self) -> None:
@@ -120,7 +124,7 @@ class AriClient:
             self._ws = ws
             if self._closing:  # close() came while the socket was being opened
                 return
-            log.info("ARI connected to %s (app %s)", self.base, self.app)
+            log.info("ARI connected to %s (app %s)", self.base, ",".join(self.apps))
             reader = asyncio.create_task(self._read(ws))
             try:
                 self._ws_rest = self._want_ws_rest and await self._probe_ws_rest()

@@ -59,6 +59,7 @@ class Engine:
         self._prepare = prepare  # blocking (path) -> ConfigVersion, for reloads
         system = version.config.system
         self.app = system.ari.app
+        self.endpoints_app = f"{self.app}-endpoints"  # phones' states only: see Presence
         self.ari = AriClient(
             system.ari.url,
             system.ari.username,
@@ -66,6 +67,7 @@ class Engine:
             self.app,
             on_event=self.on_event,
             on_connected=self.resync,
+            also=(self.endpoints_app,),
         )
         self.directory = SqlDirectory(version.config.directory)
         self.sessions: dict[str, CallSession] = {}
@@ -126,6 +128,8 @@ class Engine:
     def on_event(self, event: dict[str, Any]) -> None:
         event[RECEIVED] = time.perf_counter()
         kind = event.get("type")
+        if kind != "EndpointStateChange" and event.get("application", self.app) != self.app:
+            return  # a copy for the endpoints application: its channels are ours already
         channel = event.get("channel")
         if not isinstance(channel, dict):
             channel = {}

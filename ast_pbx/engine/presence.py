@@ -77,12 +77,10 @@ class Presence:
     async def resync(self) -> None:
         """After a (re)connection: learn every endpoint's state, follow its changes, and
         reread the operators (another process may have changed them)."""
-        app = self.engine.app
+        ari = self.engine.ari
         try:
-            await self.engine.ari.request(
-                "POST", f"applications/{app}/subscription", {"eventSource": "endpoint:PJSIP"}
-            )
-            endpoints = await self.engine.ari.request("GET", "endpoints/PJSIP")
+            await self._follow_endpoints()
+            endpoints = await ari.request("GET", "endpoints/PJSIP")
         except AriError as exc:
             log.warning("cannot follow the phones' states: %s", exc)
             endpoints = []
@@ -92,6 +90,28 @@ class Presence:
             if isinstance(e, dict)
         }
         await self.reload_operators()
+
+    async def _follow_endpoints(self) -> None:
+        """Endpoint states come to an application of their own (`<app>-endpoints`) that
+        Asterisk filters down to EndpointStateChange. Subscribing the call application
+        itself to `endpoint:PJSIP` would make Asterisk send it every event of a SIP
+        channel twice: once from the channel, once forwarded by the channel's endpoint
+        (a key pressed once would be handled twice)."""
+        ari, app = self.engine.ari, self.engine.endpoints_app
+        # An engine before this one subscribed the call application: undo it.
+        await ari.quiet(
+            "DELETE",
+            f"applications/{self.engine.app}/subscription",
+            {"eventSource": "endpoint:PJSIP"},
+        )
+        await ari.request(
+            "POST", f"applications/{app}/subscription", {"eventSource": "endpoint:PJSIP"}
+        )
+        await ari.request(
+            "PUT",
+            f"applications/{app}/eventFilter",
+            body={"allowed": [{"type": "EndpointStateChange"}], "disallowed": []},
+        )
 
     def endpoint_changed(self, event: dict[str, Any]) -> str | None:
         """An EndpointStateChange: the phone whose state changed, if it did."""
