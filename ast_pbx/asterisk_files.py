@@ -59,6 +59,7 @@ class PhoneView:
     number: str
     password: str
     callerid: str | None
+    dtmf: str
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,7 @@ class TrunkView:
     username: str | None
     password: str | None
     endpoint: str | None
+    dtmf: str
 
     @property
     def registers(self) -> bool:
@@ -148,6 +150,7 @@ def _phone_view(phone: Phone) -> PhoneView:
         phone.number,
         check_value(what, "password", phone.password),
         _callerid(phone.name, phone.number),
+        phone.dtmf,
     )
 
 
@@ -174,7 +177,7 @@ def _trunk_view(trunk: Trunk) -> TrunkView:
     server = host or ""
     if host is not None and trunk.port is not None:
         server = f"{host}:{trunk.port}"
-    return TrunkView(trunk.name, host, server, username, password, trunk.endpoint)
+    return TrunkView(trunk.name, host, server, username, password, trunk.endpoint, trunk.dtmf)
 
 
 # --- reading our own files back --------------------------------------------------------

@@ -143,6 +143,8 @@ def test_example_renders_every_phone_the_trunk_and_the_contexts() -> None:
     assert "client_uri=sip:0001@sip.rt.example.net" in registration
     assert "context=astpbx-trunk-rt" in pjsip[("rt", "endpoint")].lines
     assert "match=sip.rt.example.net" in pjsip[("rt-identify", "identify")].lines
+    assert "dtmf_mode=rfc4733" in pjsip[("rt", "endpoint")].lines
+    assert "dtmf_mode=rfc4733" in pjsip[("1001", "endpoint")].lines
     dialplan = {s.name: s.lines for s in parse_sections(files[DIALPLAN_FILE])}
     assert dialplan["astpbx-phones"] == (
         "exten => _[0-9*#+]!,1,Stasis(astpbx,internal)",
@@ -160,6 +162,36 @@ def test_trunk_with_its_own_endpoint_gets_only_a_context(tmp_path: Path) -> None
     assert "set context=astpbx-trunk-pbx2 on PJSIP/pbx2" in files[DIALPLAN_FILE]
     assert "[astpbx-trunk-pbx2]" in files[DIALPLAN_FILE]
     assert "server_uri=sip:sip.example.net:5070" in files[PJSIP_FILE]
+    # With its port, the trunk is only what comes from that port: phones on its host
+    # are themselves.
+    assert "match=sip.example.net:5070" in files[PJSIP_FILE]
+
+
+def test_dtmf_mode_per_phone_and_trunk(tmp_path: Path) -> None:
+    modes = {"1001": "info", "1002": "inband", "1003": "auto"}
+    phones = "".join(
+        f'  - {{number: "{n}", password: "long-enough-secret", dtmf: {m}}}\n'
+        for n, m in modes.items()
+    )
+    trunk = "  - {name: rt, host: 127.0.0.1, port: 5999, dtmf: info}\n"
+    config = make_config(tmp_path, "http://127.0.0.1:1")
+    (config / "phones.yaml").write_text("phones:\n" + phones, encoding="utf-8")
+    (config / "trunks.yaml").write_text("trunks:\n" + trunk, encoding="utf-8")
+    pjsip = {s.key: s for s in parse_sections(render(loaded(config), "c", "v")[PJSIP_FILE])}
+    for number, mode in modes.items():
+        assert f"dtmf_mode={mode}" in pjsip[(number, "endpoint")].lines
+    assert "dtmf_mode=info" in pjsip[("rt", "endpoint")].lines
+
+
+def test_an_unknown_dtmf_mode_is_an_error_at_its_line(tmp_path: Path) -> None:
+    config = make_config(tmp_path, "http://127.0.0.1:1")
+    (config / "phones.yaml").write_text(
+        'phones:\n  - number: "1001"\n    password: long-enough-secret\n    dtmf: rfc2833\n',
+        encoding="utf-8",
+    )
+    errors = load(str(config), env={}).errors
+    assert [(Path(p.where.file).name, p.where.line) for p in errors] == [("phones.yaml", 4)]
+    assert "rfc2833" in errors[0].message and "rfc4733" in errors[0].message
 
 
 def _one_phone(password: str, name: str | None = None) -> Config:

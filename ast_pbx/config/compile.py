@@ -17,10 +17,12 @@ from typing import Any, Literal, TypeVar
 
 from ast_pbx.config.configuration import Config
 from ast_pbx.config.model import (
+    DTMF_MODES,
     Audio,
     CallTest,
     Dialer,
     Directory,
+    DtmfMode,
     Handler,
     Menu,
     Phone,
@@ -142,6 +144,7 @@ def build_phone(raw: Raw) -> Phone | None:
         raw.text("password") or "",
         raw.text("name"),
         raw.text("type") or "simple",
+        dtmf=_dtmf(raw),
         **raw.place,
     )
 
@@ -163,8 +166,15 @@ def build_trunk(raw: Raw) -> Trunk | None:
         raw.text("password"),
         raw.text("endpoint"),
         raw.get("lines", int),
+        dtmf=_dtmf(raw),
         **raw.place,
     )
+
+
+def _dtmf(raw: Raw) -> DtmfMode:
+    """The DTMF mode; an unknown one is the schema's error, compiled as the default."""
+    value = raw.text("dtmf")
+    return next((mode for mode in DTMF_MODES if mode == value), "rfc4733")
 
 
 def build_audio(raw: Raw) -> Audio | None:

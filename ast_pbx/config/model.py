@@ -22,6 +22,9 @@ DEFAULT_MENU_TIMEOUT = 15.0  # seconds; the manual: a menu with handlers hangs u
 
 PromptKind = Literal["say", "audio", "scenario"]
 HandlerKind = Literal["key", "digits", "timeout"]
+# How a phone's or a trunk's DTMF keys travel (PJSIP's dtmf_mode; the schema lists them).
+DtmfMode = Literal["rfc4733", "info", "inband", "auto"]
+DTMF_MODES: tuple[DtmfMode, ...] = ("rfc4733", "info", "inband", "auto")
 # Menu scenarios that act on the digits the caller entered before reaching the menu.
 INPUT_SCENARIOS = frozenset({"echo_digits", "case_status", "dial_entered"})
 
@@ -68,6 +71,7 @@ class Phone(Located):
     password: str
     name: str | None = None
     type: str = "simple"
+    dtmf: DtmfMode = "rfc4733"
 
 
 @dataclass(frozen=True)
@@ -82,6 +86,7 @@ class Trunk(Located):
     password: str | None = None
     endpoint: str | None = None
     lines: int | None = None  # simultaneous calls the line carries; None: no limit
+    dtmf: DtmfMode = "rfc4733"
 
 
 @dataclass(frozen=True)
