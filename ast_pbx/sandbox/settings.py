@@ -71,7 +71,7 @@ NOLOAD = (
     # Audio devices and the like a chroot has not.
     "chan_console.so",
     "app_jack.so",
-    # Decline to load in the chroot: no /etc/hosts in a minbase root; the Debian sample
+    # Decline to load in the chroot: unbound wants a resolver config of its own; the Debian sample
     # configs of the custom CDR/CEL back ends do not parse; the ODBC voicemail clashes
     # with app_voicemail, which is loaded too.
     "res_resolver_unbound.so",
