@@ -2,14 +2,16 @@
 
 The call is a Local channel pair: one half dials the number in the `astpbx-call`
 context (which hands it to the engine like a phone's call), the other half joins
-an application of its own (`<app>-call`) from which this module presses the keys
-of the input over ARI and waits. Then the engine's call log tells the path taken.
+an application of this call's own (`<app>-call-<id>`: concurrent calls never see each
+other's events) from which this module presses the keys of the input over ARI and
+waits. Then the engine's call log tells the path taken.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -30,14 +32,15 @@ class Placed:
 
 
 class _Caller:
-    def __init__(self) -> None:
-        self.channel: str | None = None
+    def __init__(self, channel: str) -> None:
+        # Named before the originate: its StasisStart may arrive before the answer to it.
+        self.channel = channel
         self.up = asyncio.Event()
         self.gone = asyncio.Event()
 
     def on_event(self, event: dict[str, Any]) -> None:
         channel = str((event.get("channel") or {}).get("id", ""))
-        if self.channel is None or channel != self.channel:
+        if channel != self.channel:
             return
         if event.get("type") == "StasisStart":
             self.up.set()
@@ -58,12 +61,14 @@ async def place_call(
     ends the call (at most `timeout` seconds)."""
     events = parse_input(input_text)
     ari_config = config.system.ari
-    caller_side = _Caller()
+    tag = uuid.uuid4().hex[:12]
+    app = f"{ari_config.app}-call-{tag}"
+    caller_side = _Caller(f"astpbx-call-{tag}")
     client = AriClient(
         ari_config.url,
         ari_config.username,
         ari_config.password,
-        f"{ari_config.app}-call",
+        app,
         on_event=caller_side.on_event,
         rest_over_websocket=False,
     )
@@ -71,12 +76,14 @@ async def place_call(
     started = datetime.now(UTC)
     try:
         await client.wait_connected(10)
-        channel = await client.request(
+        await client.request(
             "POST",
             "channels",
             {
                 "endpoint": f"Local/{number}@{CONTEXT}",
-                "app": f"{ari_config.app}-call",
+                "app": app,
+                "channelId": caller_side.channel,
+                "otherChannelId": f"{caller_side.channel}-engine",
                 "callerId": caller or "",
                 # As a SIP phone would: without it Asterisk gives a Local channel slin192
                 # and resamples every 8 kHz prompt to it.
@@ -84,7 +91,6 @@ async def place_call(
                 "timeout": 30,
             },
         )
-        caller_side.channel = str(channel["id"])
         answered = await _wait(caller_side.up, 30)
         if answered:
             await _play(client, caller_side, events)

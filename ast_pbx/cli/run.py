@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from ast_pbx.cli.common import load_valid
+from ast_pbx.cli.common import load_system
 from ast_pbx.config.configuration import Config
 from ast_pbx.core.simulator import parse_input
 from ast_pbx.engine import logs
@@ -93,9 +93,11 @@ def call(
 
     The call goes through Asterisk (a Local channel whose other half presses the input
     as DTMF) to the engine of `astpbx run`; the path comes from the engine's call log.
+    Only the config's `system` section has to be valid (the engine keeps serving its
+    last good config while the files have errors).
     Exit status: 0 the call ran and ended, 1 it was not answered or did not end.
     """
-    config = load_valid(config_path)
+    config = load_system(config_path)
     try:
         parse_input(input_text)
     except ValueError as exc:
