@@ -33,7 +33,7 @@ from tests.sandbox_fixture import SandboxInfo
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 
-pytestmark = pytest.mark.asterisk
+pytestmark = [pytest.mark.asterisk, pytest.mark.browser]
 
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(os.environ.get("ASTPBX_ARTIFACTS", ROOT / "artifacts"))

@@ -7,6 +7,7 @@ with `astpbx call`, which dials through Asterisk and reads the engine's call log
 
 from __future__ import annotations
 
+import logging
 import shutil
 import subprocess
 import sys
@@ -21,9 +22,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from ast_pbx.core.call import Phase
 from ast_pbx.engine.engine import Engine
 from tests.conftest import EXAMPLE
-from tests.live_engine import LiveEngine, MovableClock
+from tests.live_engine import LiveEngine, MovableClock, eventually
 from tests.sandbox_fixture import SandboxInfo
 
 pytestmark = pytest.mark.asterisk
@@ -204,14 +206,37 @@ def _wait_for(condition: Callable[[], bool], seconds: float) -> bool:
     return condition()
 
 
-def test_a_config_change_applies_to_the_next_call_only(live: Live) -> None:
+def test_a_config_change_applies_to_the_next_call_only(
+    live: Live, caplog: pytest.LogCaptureFixture
+) -> None:
     engine = live.engine
     assert engine is not None
     menus = live.config / "zz-live.yaml"
     original = menus.read_text(encoding="utf-8")
     first_version = engine.current.version
+    before = set(engine.sessions.copy())
+
+    def waiting_in_96000() -> list[str]:
+        """New calls in 96000 on the first version, waiting for a key."""
+        return [
+            session.id
+            for session in engine.sessions.copy().values()
+            if session.id not in before
+            and session.version.version == first_version
+            and session.call.node is not None
+            and session.call.node.number == "96000"
+            and session.call.phase is Phase.WAITING
+        ]
+
+    def rejected() -> list[logging.LogRecord]:
+        return [
+            r
+            for r in caplog.records
+            if r.name == "astpbx.engine" and "not reloaded" in r.getMessage()
+        ]
+
     in_progress = ThreadPoolExecutor(1).submit(live.call, "96000", "", timeout=30)
-    time.sleep(3)  # the call is in 96000, waiting for a key on the first version
+    eventually(waiting_in_96000)
     try:
         menus.write_text(original + '      - {timeout: 2, goto: "93000"}\n', encoding="utf-8")
         assert _wait_for(lambda: engine.current.version != first_version, 10)
@@ -220,8 +245,9 @@ def test_a_config_change_applies_to_the_next_call_only(live: Live) -> None:
         assert in_progress.result(timeout=60) == (["96000"], "hangup (no input)")
 
         changed_version = engine.current.version
+        assert rejected() == []
         menus.write_text("menus: [\n", encoding="utf-8")  # broken: logged, not loaded
-        time.sleep(2)
+        eventually(rejected)  # the engine read it and refused it
         assert engine.current.version == changed_version
         visits, _ = live.call("96000", timeout=20)
         assert visits == ["96000", "93000"]

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
-from ast_pbx.errors import EXIT_USAGE, AstPbxError
+from ast_pbx.errors import EXIT_USAGE
 from ast_pbx.storage.calls import CallLog, CallRecord
 from ast_pbx.storage.db import Database, StorageError, migrations_dir, open_database
 from ast_pbx.storage.models import Base
@@ -94,7 +94,7 @@ def test_unreachable_database_masks_password() -> None:
     message = str(caught.value)
     assert "secret" not in message
     assert "postgresql://u:***@127.0.0.1:1/x" in message
-    assert isinstance(caught.value, AstPbxError)
+    assert "x: cannot connect: " in message  # names what failed
     assert caught.value.exit_code == EXIT_USAGE
 
 
