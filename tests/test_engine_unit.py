@@ -636,17 +636,31 @@ def test_dialing_a_phone_bridges_and_the_peer_hanging_up_ends_the_call(
         assert ari.calls[3:] == [
             ("POST", "bridges", {"type": "mixing"}),
             ("POST", "bridges/b1/addChannel", {"channel": "c1,peer-1"}),
+            # The recording follows the caller: a snoop on their channel, recorded once
+            # it is in the app.
             (
                 "POST",
-                "bridges/b1/record",
-                {"name": "astpbx-c1-1", "format": "wav", "ifExists": "overwrite", "beep": False},
+                "channels/c1/snoop",
+                {"spy": "both", "app": APP, "appArgs": "recorder", "snoopId": "rec-astpbx-c1-1"},
             ),
         ]
         assert "peer-1" not in h.engine.sessions  # the peer is no call of its own
+        h.engine.on_event(
+            {"type": "StasisStart", "args": ["recorder"], "channel": {"id": "rec-astpbx-c1-1"}}
+        )
+        await eventually(lambda: bool(ari.to("POST", "channels/rec-astpbx-c1-1/record")))
+        assert ari.to("POST", "channels/rec-astpbx-c1-1/record")[0][2] == {
+            "name": "astpbx-c1-1",
+            "format": "wav",
+            "ifExists": "overwrite",
+            "beep": False,
+            "terminateOn": "none",
+        }
+        assert "rec-astpbx-c1-1" not in h.engine.sessions
 
         h.end("peer-1")
         ended = await h.ended("c1")
-        assert ari.calls[6] == ("DELETE", "channels/c1", None)
+        assert ari.calls[7] == ("DELETE", "channels/c1", None)
         assert ari.to("DELETE", "bridges/b1")
         assert (ended["outcome"], ended["reason"]) == ("phone 1001", "dialed")
         assert h.engine.peers == {}
@@ -686,14 +700,14 @@ def test_the_peer_may_enter_the_app_before_the_originate_returns(harness: Harnes
             {"type": "StasisStart", "args": ["dialed", "c1"], "channel": {"id": "peer-1"}}
         )
         h.start("c1", exten="1001")
-        await eventually(lambda: bool(ari.to("POST", "bridges/b1/record")))
+        await eventually(lambda: bool(ari.to("POST", "channels/c1/snoop")))
         assert [c[1] for c in ari.calls] == [
             "channels/c1/answer",
             "channels",
             "channels/c1/ring",
             "bridges",
             "bridges/b1/addChannel",
-            "bridges/b1/record",
+            "channels/c1/snoop",
         ]
         h.end("c1")
         await h.ended("c1")

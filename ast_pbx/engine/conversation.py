@@ -5,7 +5,8 @@ trunk answered, or a queue member). `core.transfer` decides the transfer; this m
 carries it out: the transferor leaves the bridge and hears a dial tone while keying,
 the transferee hears `transfer.playlist`, the target is dialed into the app, the
 consultation gets a bridge of its own, and completing moves the target into the
-conversation's bridge (so the one recording covers the whole call).
+conversation's bridge. The recording follows the caller (`engine.recordings`), so it
+covers the whole call, the transfer included.
 """
 
 from __future__ import annotations
@@ -89,7 +90,7 @@ class Conversation:
             engine.queues.occupy(phone, self.session.id)
             engine.events.publish("answered", phone=phone, caller=caller, call=self.session.id)
         engine.events.publish("calls")
-        await engine.recorder.start(self.session.id, self.bridge, 1)
+        await engine.recorder.start(self.session.id, 1)
 
     async def on_event(self, event: dict[str, Any]) -> None:
         """One event of a party, the target or a timer; sets `ended` when it is over."""
@@ -131,7 +132,8 @@ class Conversation:
             self.session.engine.queues.release(phone, self.session.id)
 
     async def end(self) -> None:
-        """Hang up whoever is left; the bridges go, and the recording with them."""
+        """Hang up whoever is left and remove the bridges; the recording ends with the
+        caller's channel."""
         if self.ended:
             return
         self.ended = True

@@ -159,6 +159,9 @@ class Engine:
                 self.spawn(self.queues.dispatch_all())
         elif self.recorder.handles(event):
             self.recorder.on_event(event)
+        elif self.recorder.owns(channel_id):
+            if gone:
+                self.recorder.snoop_gone(channel_id)
         elif self.dialer.handles(channel_id):
             self.dialer.on_event(channel_id, event)
         else:
@@ -168,22 +171,7 @@ class Engine:
     def _stasis_start(self, event: dict[str, Any], channel: dict[str, Any]) -> None:
         args = [str(a) for a in event.get("args") or []]
         channel_id = str(channel.get("id", ""))
-        if args[:1] == ["queued"]:
-            self.queues.answered(channel_id)
-            return
-        if self.monitor.stasis_start(args, channel_id):
-            return
-        if args[:1] == ["callback"]:
-            self.callback_calls.answered(channel)
-            return
-        if args[:1] == ["dialer"]:
-            self.dialer.on_event(channel_id, event)
-            return
-        if args[:1] == ["dialed"]:
-            owner = args[1] if len(args) > 1 else ""
-            parent = self.peers.get(channel_id) or self.sessions.get(owner)
-            if parent is not None:
-                parent.put({"type": PEER_UP, "peer": channel_id})
+        if self._leg_started(args, event, channel) or self.monitor.stasis_start(args, channel_id):
             return
         if channel_id in self.sessions or not channel_id:
             return
@@ -191,6 +179,28 @@ class Engine:
         self.sessions[channel_id] = session
         session.start()
         self.events.publish("calls")
+
+    def _leg_started(self, args: list[str], event: dict[str, Any], channel: dict[str, Any]) -> bool:
+        """A channel the engine made for a call entered the app (its first argument says
+        whose it is: a queue member, a recording's snoop, ...): True if it was one."""
+        channel_id = str(channel.get("id", ""))
+        kind = args[0] if args else ""
+        if kind == "queued":
+            self.queues.answered(channel_id)
+        elif kind == "recorder":
+            self.recorder.snoop_started(channel_id)
+        elif kind == "callback":
+            self.callback_calls.answered(channel)
+        elif kind == "dialer":
+            self.dialer.on_event(channel_id, event)
+        elif kind == "dialed":
+            owner = args[1] if len(args) > 1 else ""
+            parent = self.peers.get(channel_id) or self.sessions.get(owner)
+            if parent is not None:
+                parent.put({"type": PEER_UP, "peer": channel_id})
+        else:
+            return False
+        return True
 
     def watch_peer(self, peer: str, session: CallSession) -> None:
         self.peers[peer] = session
@@ -225,6 +235,7 @@ class Engine:
         ours = set(self.sessions) | set(self.peers) | set(self.queues.ringing)
         ours |= {c for x in self.monitor.listening.values() for c in x.channels}
         ours |= set(self.dialer.calls) | set(self.callback_calls.ringing)
+        ours |= set(self.recorder.snoops)
         for channel_id in present - ours:
             log.info("hanging up channel %s left in %s without a call", channel_id, self.app)
             await self.ari.quiet("DELETE", f"channels/{channel_id}")

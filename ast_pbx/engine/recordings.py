@@ -1,4 +1,11 @@
-"""Conversation recordings: every bridge of a call is recorded, mixed, by Asterisk.
+"""Conversation recordings: what the caller says and hears, from the moment they are
+connected until they hang up, recorded by Asterisk.
+
+The recording is of a snoop channel on the caller's channel (spy both: both directions
+mixed), not of the conversation's bridge: a `*2` transfer takes the transferor out of
+the bridge and leaves the caller alone in it with the hold playlist, and Asterisk's
+bridge recording gets no audio while a bridge has one member (a 22 s call with a
+transfer left a 3.3 s file). The snoop follows the caller through every bridge.
 
 Asterisk writes the file into its own spool; when the recording finishes (the bridge is
 gone) the engine fetches it over ARI into `paths.recordings/YYYY-MM-DD/` — which works
@@ -33,19 +40,55 @@ class Recorder:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.pending: dict[str, str] = {}  # recording name → call id
+        self.snoops: dict[str, str] = {}  # snoop channel → its recording's name
 
-    async def start(self, call: str, bridge: str, part: int) -> None:
+    async def start(self, call: str, part: int) -> None:
+        """Record call `call` (the caller's channel id) from now until it hangs up."""
         name = recording_name(call, part)
+        snoop = f"rec-{name}"
+        self.snoops[snoop] = name
+        self.pending[name] = call
         try:
             await self.engine.ari.request(
                 "POST",
-                f"bridges/{bridge}/record",
-                {"name": name, "format": FORMAT, "ifExists": "overwrite", "beep": False},
+                f"channels/{call}/snoop",
+                {"spy": "both", "app": self.engine.app, "appArgs": "recorder", "snoopId": snoop},
             )
         except AriError as exc:  # the call goes on unrecorded rather than not at all
             log.error("call %s: recording did not start: %s", call, exc)
-            return
-        self.pending[name] = call
+            self.snoops.pop(snoop, None)
+            self.pending.pop(name, None)
+
+    def owns(self, channel: str) -> bool:
+        return channel in self.snoops
+
+    def snoop_started(self, channel: str) -> None:
+        """The snoop entered the app (its StasisStart can come before the answer to
+        the request that made it): start recording it."""
+        name = self.snoops.get(channel)
+        if name is not None:
+            self.engine.spawn(self._record(channel, name))
+
+    async def _record(self, snoop: str, name: str) -> None:
+        try:
+            await self.engine.ari.request(
+                "POST",
+                f"channels/{snoop}/record",
+                {
+                    "name": name,
+                    "format": FORMAT,
+                    "ifExists": "overwrite",
+                    "beep": False,
+                    "terminateOn": "none",
+                },
+            )
+        except AriError as exc:
+            log.error("call %s: recording did not start: %s", self.pending.get(name), exc)
+            self.pending.pop(name, None)
+            await self.engine.ari.quiet("DELETE", f"channels/{snoop}")
+
+    def snoop_gone(self, channel: str) -> None:
+        self.snoops.pop(channel, None)
 
     def handles(self, event: dict[str, Any]) -> bool:
         recording = event.get("recording") or {}
