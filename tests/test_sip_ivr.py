@@ -35,7 +35,8 @@ def world(sandbox: SandboxInfo, tmp_path_factory: pytest.TempPathFactory) -> Ite
 def once_each(world: SipWorld) -> Iterator[None]:
     """After every test: no ARI event reached the engine twice, no call is left."""
     yield
-    assert world.events.duplicates() == []
+    duplicates = world.events.duplicates()
+    assert not duplicates, "\n".join(duplicates)
     eventually(lambda: not world.engine.sessions, 10)
 
 
