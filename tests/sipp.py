@@ -175,3 +175,191 @@ class Caller:
         return CallResult(
             run.returncode == 0, f"{log}\n{run.stdout[-2000:]}{run.stderr}", sink.heard
         )
+
+
+# --- SIPp as the far end of a trunk ---------------------------------------------------
+
+RESPONSE = """<send><![CDATA[
+SIP/2.0 {status}
+[last_Via:]
+[last_From:]
+[last_To:];tag=[pid]SIPpTag[call_number]
+[last_Call-ID:]
+[last_CSeq:]
+Contact: <sip:[local_ip]:[local_port]>
+{extra}Content-Length: [len]
+{body}
+]]></send>"""
+
+
+def _response(status: str, body: str = "", extra: str = "") -> str:
+    return RESPONSE.format(status=status, extra=extra, body=f"\n{body}" if body else "")
+
+
+def _uas_invite(number: str, challenge: tuple[str, str] | None) -> list[str]:
+    """Receive the INVITE (checking that it calls `number`), with digest authentication
+    first when `challenge` (user, password) is given."""
+    # The INVITE's CSeq number is kept for the 487 that ends it after a CANCEL.
+    check = (
+        f'<recv request="INVITE"><action><ereg regexp="^INVITE sip:{re_escape(number)}@" '
+        'search_in="msg" check_it="true" assign_to="uri"/>'
+        '<ereg regexp="([0-9]+)" search_in="hdr" header="CSeq:" assign_to="cseq_all,cseq"/>'
+        "</action></recv>"
+        '<Reference variables="uri,cseq_all,cseq"/>'  # SIPp refuses variables never read
+    )
+    if challenge is None:
+        return [check]
+    user, password = challenge
+    return [
+        check,
+        _response(
+            "401 Unauthorized",
+            extra='WWW-Authenticate: Digest realm="provider", nonce="[call_id]", algorithm=MD5\n',
+        ),
+        '<recv request="ACK"/>',
+        '<recv request="INVITE"><action>'
+        f'<verifyauth assign_to="authorized" username="{user}" password="{password}"/>'
+        "</action></recv>",
+        '<nop test="authorized" next="authorized"/>',
+        _response("403 Forbidden"),
+        '<recv request="ACK" next="end"/>',
+        '<label id="authorized"/>',
+    ]
+
+
+def re_escape(text: str) -> str:
+    return "".join(f"\\{c}" if c in "+*.?()[]{}|^$\\" else c for c in text)
+
+
+def uas_scenario(
+    number: str, final: int | None, rtp_port: int, challenge: tuple[str, str] | None = None
+) -> str:
+    """The far end of an outbound call: rings, then answers (200, and waits for the
+    engine's BYE), refuses with `final`, or (None) rings until the caller gives up."""
+    steps = [*_uas_invite(number, challenge), _response("100 Trying"), _response("180 Ringing")]
+    if final == 200:
+        sdp = SDP.format(port=rtp_port)
+        steps += [
+            _response("200 OK", sdp, "Content-Type: application/sdp\n"),
+            '<recv request="ACK"/>',
+            '<recv request="BYE"/>',
+            OK_TO_BYE,
+        ]
+    elif final is None:
+        # 200 for the CANCEL, then 487 for the INVITE: its own CSeq, not the CANCEL's.
+        terminated = _response("487 Request Terminated").replace(
+            "[last_CSeq:]", "CSeq: [$cseq] INVITE"
+        )
+        steps += ['<recv request="CANCEL"/>', OK_TO_BYE, terminated, '<recv request="ACK"/>']
+    else:
+        steps += [_response(f"{final} {REASON_PHRASES[final]}"), '<recv request="ACK"/>']
+    steps.append('<label id="end"/>')
+    return (
+        '<?xml version="1.0"?>\n<scenario name="far end">\n' + "\n".join(steps) + "\n</scenario>\n"
+    )
+
+
+REASON_PHRASES = {
+    200: "OK",
+    480: "Temporarily Unavailable",
+    486: "Busy Here",
+    503: "Service Unavailable",
+}
+
+
+def registrar_scenario(user: str, password: str, registrations: int = 1) -> str:
+    """A provider's registrar: challenges each REGISTER, then answers 200 to one whose
+    digest is right (403 otherwise)."""
+    steps = []
+    for n in range(registrations):
+        steps += [
+            '<recv request="REGISTER"/>',
+            _response(
+                "401 Unauthorized",
+                extra='WWW-Authenticate: Digest realm="provider", nonce="[call_id]", '
+                "algorithm=MD5\n",
+            ),
+            '<recv request="REGISTER"><action>'
+            f'<verifyauth assign_to="ok{n}" username="{user}" password="{password}"/>'
+            "</action></recv>",
+            f'<nop test="ok{n}" next="good{n}"/>',
+            _response("403 Forbidden", extra=""),
+            '<nop next="end"/>',
+            f'<label id="good{n}"/>',
+            _response("200 OK", extra="Expires: 3600\n[last_Contact:]\n"),
+        ]
+    steps.append('<label id="end"/>')
+    return (
+        '<?xml version="1.0"?>\n<scenario name="registrar">\n'
+        + "\n".join(steps)
+        + "\n</scenario>\n"
+    )
+
+
+class FarEnd:
+    """SIPp in the background as the far end of a trunk on 127.0.0.1:`port` (a UAS):
+    start it, let the engine call, then `result()` says whether every message came as
+    the scenario expects."""
+
+    def __init__(self, port: int, workdir: Path, name: str) -> None:
+        self.port = port
+        self.workdir = workdir
+        self.name = name
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.process: subprocess.Popen[str] | None = None
+        self.sink: RtpSink | None = None
+
+    def start(self, scenario: str, calls: int = 1, sink: RtpSink | None = None) -> None:
+        path = self.workdir / f"{self.name}.xml"
+        path.write_text(scenario, encoding="utf-8")
+        self.sink = sink
+        self.errors = path.with_suffix(".errors.log")
+        self.messages = path.with_suffix(".messages.log")
+        self.process = subprocess.Popen(
+            [
+                SIPP,
+                "-sf",
+                str(path),
+                "-i",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "-mp",
+                str(free_port()),
+                "-cp",
+                str(free_port()),
+                "-m",
+                str(calls),
+                "-trace_err",
+                "-error_file",
+                str(self.errors),
+                "-trace_msg",
+                "-message_file",
+                str(self.messages),
+                "-nostdin",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+
+    def result(self, timeout: float = 60) -> tuple[bool, str]:
+        """(every call as expected, SIPp's errors and messages) once SIPp exits."""
+        assert self.process is not None
+        try:
+            output, _ = self.process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            output, _ = self.process.communicate()
+            output = "SIPp did not finish in time\n" + output
+        log = self.errors.read_text(errors="replace") if self.errors.exists() else ""
+        return self.process.returncode == 0, f"{log}\n{output[-1500:]}"
+
+    def received(self) -> str:
+        """Every SIP message SIPp sent and received, as its message trace has them."""
+        return self.messages.read_text(errors="replace") if self.messages.exists() else ""
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.communicate()
