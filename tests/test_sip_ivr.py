@@ -67,6 +67,7 @@ def test_key_0_repeats_the_menu_once(world: SipWorld, mode: str) -> None:
     assert visits == world.simulated("90000", keys, TRUNK_OF_MODE[mode])
 
 
+@pytest.mark.parametrize("mode", DTMF_MODES)
 @pytest.mark.parametrize(
     ("keys", "path"),
     [
@@ -75,11 +76,11 @@ def test_key_0_repeats_the_menu_once(world: SipWorld, mode: str) -> None:
         ("w2 2 w3", ["90000", "92000"]),
     ],
 )
-def test_every_menu_by_key(world: SipWorld, keys: str, path: list[str]) -> None:
+def test_every_menu_by_key(world: SipWorld, mode: str, keys: str, path: list[str]) -> None:
     ends = "local" if path[-1] == "92000" else "remote"  # nobody answers in the queue
-    visits = _call(world, "rfc4733", "90000", keys, ends=ends)
+    visits = _call(world, mode, "90000", keys, ends=ends)
     assert visits == path
-    assert visits == world.simulated("90000", keys)
+    assert visits == world.simulated("90000", keys, TRUNK_OF_MODE[mode])
 
 
 def test_the_timeout_counts_from_the_end_of_the_prompt(world: SipWorld) -> None:
@@ -94,9 +95,10 @@ def test_the_timeout_counts_from_the_end_of_the_prompt(world: SipWorld) -> None:
     assert 14.5 <= waited <= 16.0, waited
 
 
-def test_a_key_interrupts_the_prompt(world: SipWorld) -> None:
+@pytest.mark.parametrize("mode", DTMF_MODES)
+def test_a_key_interrupts_the_prompt(world: SipWorld, mode: str) -> None:
     started = len(world.events.seen)
-    visits = _call(world, "rfc4733", "90000", "w2 1 w3", ends="local")
+    visits = _call(world, mode, "90000", "w2 1 w3", ends="local")
     assert visits == ["90000", "91000"]
     events = world.events.seen[started:]
     key = next(e for e in events if e["type"] == "ChannelDtmfReceived")
@@ -106,9 +108,10 @@ def test_a_key_interrupts_the_prompt(world: SipWorld) -> None:
     assert [e["digit"] for e in events if e["type"] == "ChannelDtmfReceived"] == ["1"]
 
 
-def test_hanging_up_during_the_prompt(world: SipWorld) -> None:
+@pytest.mark.parametrize("mode", DTMF_MODES)
+def test_hanging_up_during_the_prompt(world: SipWorld, mode: str) -> None:
     before = world.last_call()
-    result = world.callers["rfc4733"].call("90000", "w2", ends="local")
+    result = world.callers[mode].call("90000", "w2", ends="local")
     assert result.ok, result.output
     record = world.logged(before, "90000")
     assert (list(record.path), record.outcome, record.reason) == (

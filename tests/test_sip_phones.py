@@ -20,11 +20,13 @@ from pathlib import Path
 
 import pytest
 
+from ast_pbx.core.scenarios import FixtureDirectory
+from ast_pbx.core.simulator import simulate
 from ast_pbx.engine.session import CallSession
 from tests.live_engine import eventually
 from tests.sandbox_fixture import SandboxInfo
-from tests.sip_world import SipWorld, start_world
-from tests.softphone import AnswerMode, Phone, Softphones
+from tests.sip_world import MSK, TUESDAY, SipWorld, start_world
+from tests.softphone import AnswerMode, DtmfMethod, Phone, Softphones
 
 pytestmark = [pytest.mark.asterisk, pytest.mark.sip]
 
@@ -134,6 +136,36 @@ def test_registration_unregistration_and_expiry(world: SipWorld, phones: Softpho
         assert dying.pid is not None
         os.kill(dying.pid, signal.SIGKILL)
         eventually(lambda: online.get("1111") is False, 75, every=0.5)
+
+
+@pytest.mark.parametrize("method", ["rfc2833", "info"])
+def test_a_softphone_walks_the_ivr(
+    world: SipWorld, phones: Softphones, tmp_path: Path, method: DtmfMethod
+) -> None:
+    """A colleague's softphone (an internal caller) dials the main menu and keys a case
+    number; its path is simulate's, and it heard the prompts."""
+    caller = add_phone(world, phones, "1987", record_dir=tmp_path)
+    before = world.last_call()
+    call = phones.call(caller.name, f"sip:90000@{world.sandbox.sip}")
+    phones.wait_state(caller.name, call, "CONFIRMED")
+    for keys in ("1", "1", "19*03*2044#"):
+        time.sleep(2)
+        phones.dtmf(caller.name, keys, method)
+    phones.wait_state(caller.name, call, "DISCONNECTED", timeout=30)  # the engine hangs up
+    record = world.logged(before, "90000")
+    assert list(record.path) == ["90000", "91000", "91100", "91110"]
+    config = world.engine.current.config
+    simulated = simulate(
+        config,
+        to="90000",
+        caller="1987",
+        at=TUESDAY,
+        tz=MSK,
+        input_text="w2 1 w2 1 w2 1 9 * 0 3 * 2 0 4 4 #",
+        directory=FixtureDirectory(),
+    )
+    assert list(record.path) == list(simulated.visits)
+    assert loud_seconds(phones.wait_recording(caller.name, call)) >= 3.0
 
 
 def test_ring_at_once_over_three_phones(
