@@ -25,7 +25,8 @@ CONTEXT = "astpbx-call"
 
 @dataclass(frozen=True)
 class Placed:
-    channel: str
+    channel: str  # our half of the Local pair
+    engine_channel: str  # the half the engine answers: the call's id in its log
     started: datetime
     answered: bool
     ended: bool
@@ -83,7 +84,7 @@ async def place_call(
                 "endpoint": f"Local/{number}@{CONTEXT}",
                 "app": app,
                 "channelId": caller_side.channel,
-                "otherChannelId": f"{caller_side.channel}-engine",
+                "otherChannelId": f"{caller_side.channel}-engine",  # see Placed
                 "callerId": caller or "",
                 # As a SIP phone would: without it Asterisk gives a Local channel slin192
                 # and resamples every 8 kHz prompt to it.
@@ -99,7 +100,8 @@ async def place_call(
         ended = await _wait(caller_side.gone, timeout)
         if not ended:
             await client.quiet("DELETE", f"channels/{caller_side.channel}")
-        return Placed(caller_side.channel, started, answered, ended)
+        engine_channel = f"{caller_side.channel}-engine"
+        return Placed(caller_side.channel, engine_channel, started, answered, ended)
     finally:
         await client.close()
         connection.cancel()

@@ -197,6 +197,41 @@ def test_a_trunk_matched_number(live: Live) -> None:
     assert ends.startswith("trunk rt")
 
 
+def test_concurrent_test_calls_each_report_their_own(live: Live) -> None:
+    """`astpbx call`s at once each get their own events and their own log entry
+    (they used to share one ARI application and steal each other's events)."""
+    live.clock.set(TUESDAY)
+    inputs = ["w1 1 w1 2", "w1 3", "w1 1 w1 1 w1 1 9 * 0 3 #"] * 3
+    with ThreadPoolExecutor(len(inputs)) as pool:
+        results = list(pool.map(lambda keys: live.call("90000", keys, timeout=40), inputs))
+    paths = {
+        "w1 1 w1 2": ["90000", "91000", "91200"],
+        "w1 3": ["90000", "93000"],
+        "w1 1 w1 1 w1 1 9 * 0 3 #": ["90000", "91000", "91100", "91110"],
+    }
+    assert [visits for visits, _ in results] == [paths[keys] for keys in inputs]
+
+
+def test_a_test_call_while_the_config_on_disk_is_broken(live: Live) -> None:
+    """The engine keeps serving its last good config, so a probe must keep working: only
+    the system section has to be valid."""
+    broken = live.caller_config / "zz-broken.yaml"
+    broken.write_text('menus:\n  - {number: "97900", on: [{key: "1", goto: "55555"}]}\n')
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "ast_pbx", "call", str(live.caller_config), "--to", "96000"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    finally:
+        broken.unlink()
+    assert result.returncode == 0, result.stderr
+    assert "visits: 96000" in result.stdout
+    assert "error(s)" in result.stderr and "last good config" in result.stderr
+
+
 def _wait_for(condition: Callable[[], bool], seconds: float) -> bool:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:

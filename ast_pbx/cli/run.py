@@ -102,12 +102,11 @@ def call(
         parse_input(input_text)
     except ValueError as exc:
         raise UsageError(f"--input: {exc}") from exc
-    after_id = _last_call_id(config)
     placed = asyncio.run(place_call(config, number, caller, input_text, timeout, hang_up=hang_up))
     if not placed.answered:
         typer.echo(f"the call to {number} was not answered (is `astpbx run` running?)", err=True)
         raise typer.Exit(EXIT_PROBLEMS)
-    record = _logged_call(config, number, caller, after_id)
+    record = _logged_call(config, placed.engine_channel)
     if record is None:
         typer.echo("the call ran but the engine's call log has no entry for it", err=True)
         raise typer.Exit(EXIT_PROBLEMS)
@@ -118,28 +117,16 @@ def call(
         raise typer.Exit(EXIT_PROBLEMS)
 
 
-def _last_call_id(config: Config) -> int:
-    """The newest call in the log: ours will come after it. (Not by time: the engine
-    logs by its own clock, which tests may set to any day.)"""
-    database = open_database(config.system.database_url)
-    try:
-        database.migrate()
-        return CallLog(database).last_id()
-    finally:
-        database.dispose()
-
-
-def _logged_call(
-    config: Config, number: str, caller: str | None, after_id: int
-) -> CallRecord | None:
-    """The engine's log entry of our call, once the engine has closed it (it writes the
-    end after the channel is gone, so give it a moment)."""
+def _logged_call(config: Config, channel: str) -> CallRecord | None:
+    """The engine's log entry of our call (by its channel id: concurrent test calls to
+    one number must not read each other's), once the engine has closed it (it writes
+    the end after the channel is gone, so give it a moment)."""
     database = open_database(config.system.database_url)
     found: CallRecord | None = None
     try:
+        database.migrate()
         for _ in range(50):
-            calls = CallLog(database).logged_after(after_id, called=number)
-            found = next((c for c in calls if caller in (None, c.caller)), None)
+            found = CallLog(database).get(channel)
             if found is not None and found.ended_at is not None:
                 break
             time.sleep(0.1)
