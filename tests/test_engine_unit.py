@@ -285,6 +285,30 @@ def test_key_after_the_prompt_and_the_key_latency_metric(harness: Harness) -> No
     run(scenario())
 
 
+def test_a_copy_for_the_endpoints_application_is_not_handled_again(harness: Harness) -> None:
+    """Asterisk forwards a SIP channel's events to whoever follows its endpoint: the
+    engine follows endpoints in `<app>-endpoints`, whose copies of call events it drops
+    (a key pressed once is handled once); its endpoint states it takes."""
+
+    async def scenario() -> None:
+        h = harness
+        h.start("c1")
+        first = await h.playing("c1")
+        copy = {"type": "ChannelDtmfReceived", "channel": {"id": "c1"}, "digit": "1"}
+        h.engine.on_event({**copy, "application": f"{APP}-endpoints"})
+        await settle()
+        assert h.ari.to("DELETE", f"playbacks/{first}") == []  # the copy did nothing
+        h.engine.on_event({**copy, "application": APP})
+        await h.playing("c1", 2)  # the key itself did
+        state = {"technology": "PJSIP", "resource": "1001", "state": "online"}
+        h.engine.on_event(
+            {"type": "EndpointStateChange", "endpoint": state, "application": f"{APP}-endpoints"}
+        )
+        assert h.engine.presence.online["1001"] is True
+
+    run(scenario())
+
+
 def test_caller_hangs_up_during_the_prompt(harness: Harness) -> None:
     async def scenario() -> None:
         h = harness
