@@ -151,3 +151,14 @@ def test_help(command: str) -> None:
     result = astpbx(command, "--help")
     assert result.returncode == 0
     assert f"Usage: astpbx {command}" in result.stdout
+
+
+def test_call_refuses_a_broken_system_section_with_its_place(write_config: WriteConfig) -> None:
+    """`astpbx call` needs only `system` valid; an error there stops it before dialing."""
+    directory = write_config(
+        **{"system.yaml": 'system:\n  timezone: Europe/Moscow\n  ari: {url: 12, app: "a b"}\n'}
+    )
+    result = astpbx("call", str(directory), "--to", "90000")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert f"{directory / 'system.yaml'}:3:" in result.stderr
+    assert "the system section has errors" in result.stderr
