@@ -1,4 +1,5 @@
-"""Benchmark a queue under load: callers waiting for operators, all on the Asterisk sandbox.
+"""Benchmark a queue under load, callers waiting for operators on the Asterisk sandbox,
+against the same load through Asterisk's own app_queue.
 
 One queue (94000) of --operators members, phones 3001…; each is a Local channel scripted in
 the dialplan: it rings, answers, talks, hangs up (--silent of them ring and never answer,
@@ -14,14 +15,35 @@ answering another caller or talking. Afterwards the call log and the queue stati
 say, for every caller, one wait `answered` by a member and "answered by 30NN", no member in
 two conversations at once, and the engine and Asterisk must hold no call any more.
 
-Printed: callers, answered, lost, bridged twice, mean/max wait, mean talk, engine CPU ms
-per call (this process's CPU minus the main thread's, where the callers run: the engine's
-thread and its database writers; over the load / callers), Asterisk's, wall time, the
-checks, and the engine's warnings. Exits 1 if a check fails. Setup: a temp config,
-SQLite, free ports, `astpbx sandbox up` (one config per root: set ASTPBX_SANDBOX_ROOT if
-the default root runs another), `astpbx apply`. Needs root; takes about a minute.
+The anchor (--no-anchor skips it), after the engine's load, the engine stopped and its
+dialplan gone: the same callers (same seed, so the same arrivals and numbers, hence the same
+rings and talks of the operators) dial Local/94000@bench-app-queue from the same ARI app
+(alaw), whose dialplan does Answer() and Queue(94000,r): ringing while they wait, as the
+engine's queue without a playlist. app_queue's 94000 has the same members, the same
+Local/30NN@astpbx-bench-phones scripts, strategy `linear` (the engine rings the first free
+member not yet tried, in the config's order; `ringall` when ring_at_once covers them all;
+app_queue has no "n at once"), timeout = ring_timeout, retry 1 s (the least it takes),
+ringinuse no, autofill, wrapuptime 0, nothing announced. That section is written to the
+bench's own custom dir (queues_astpbx_bench.conf) and `#tryinclude`d from the root's
+queues.conf for the run, written back as it was afterwards; app_queue and pbx_config are
+reloaded over ARI (PUT /asterisk/modules/…). Its figures come from its queue_log (whole
+seconds): answered (one CONNECT, then COMPLETEAGENT: the operator hung up), rings, waits,
+talks, members connected while talking.
+
+Printed, for each: callers, answered, lost, bridged twice, members rung, mean/max wait, mean
+talk, engine CPU ms per call (this process's CPU minus the main thread's, where the callers
+run: the engine's thread and its database writers; over the load / callers), Asterisk's
+(utime+stime of its pid), its idle rate (over --idle s before each load, the callers
+connected) and its CPU per call minus that rate, wall time, the checks, and the engine's
+warnings; then the target: engine + Asterisk CPU per queued call ≤ 1.5 × app_queue's
+Asterisk CPU per queued call (Asterisk's minus idle on both sides), PASS/MISS with the
+figures. Exits 1 if a check of the engine's run fails (not for the target, nor for the
+anchor's checks). Setup: a temp config, SQLite, free ports, `astpbx sandbox up` (one config
+per root: set ASTPBX_SANDBOX_ROOT if the default root runs another), `astpbx apply`. Needs
+root; takes about three minutes.
 
 Run:  .venv/bin/python bench/queue.py [--callers 50] [--operators 10] [--seed 1] [--keep]
+          [--idle 10] [--no-anchor]
 """
 
 from __future__ import annotations
@@ -47,7 +69,9 @@ import tempfile
 import textwrap
 import threading
 import time
+import uuid
 from collections import Counter, defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -148,6 +172,13 @@ class Load:
     engine_ms: float  # CPU over the load
     asterisk_ms: float
     channels_left: list[str]  # in Asterisk after the load
+    idle_ms_per_s: float = 0.0  # Asterisk's CPU rate just before the load, callers connected
+    window: float = 0.0  # seconds over which the CPU was taken: the load and SETTLE
+
+    @property
+    def asterisk_busy_ms(self) -> float:
+        """Asterisk's CPU over the load minus what it spends idle in as long."""
+        return self.asterisk_ms - self.idle_ms_per_s * self.window
 
 
 class Problems(logging.Handler):
@@ -235,11 +266,23 @@ async def one_call(callers: Callers, caller: Caller, started: float, deadline: f
     return Outcome(caller, call, True)
 
 
-async def run_load(info: SandboxInfo, plan: list[Caller], limit: float, asterisk: int) -> Load:
-    """The callers, in this (the main) thread's loop, with the CPU around them."""
-    callers = Callers(info)
+async def run_load(
+    kind: type[Callers],
+    info: SandboxInfo,
+    plan: list[Caller],
+    limit: float,
+    asterisk: int,
+    *,
+    idle: float,
+) -> Load:
+    """Asterisk's idle rate over `idle` s, then the callers, in this (the main) thread's loop,
+    with the CPU around them."""
+    callers = kind(info)
     await callers.open()
     try:
+        idle_start = cpu_ms(asterisk), time.perf_counter()
+        await asyncio.sleep(idle)
+        idle_rate = (cpu_ms(asterisk) - idle_start[0]) / (time.perf_counter() - idle_start[1])
         before = time.process_time(), time.thread_time(), cpu_ms(asterisk)
         started = time.perf_counter()
         calls = (one_call(callers, c, started, started + limit) for c in plan)
@@ -251,11 +294,13 @@ async def run_load(info: SandboxInfo, plan: list[Caller], limit: float, asterisk
             time.thread_time() - before[1],
             cpu_ms(asterisk) - before[2],
         )
+        window = time.perf_counter() - started
         channels = await callers.client.request("GET", "channels")
     finally:
         await callers.close()
     left = [f"{c['id']} ({c['state']})" for c in channels]
-    return Load(outcomes, seconds, (process - main) * 1000, asterisk_ms, left)
+    engine_ms = (process - main) * 1000
+    return Load(outcomes, seconds, engine_ms, asterisk_ms, left, idle_rate, window)
 
 
 async def engine_leftovers(engine: Engine) -> dict[str, int]:
@@ -381,6 +426,8 @@ def report(result: Result) -> bool:
         "talk mean": f"{fmean(talks):.2f} s (scripted {scripted:.2f} s)" if talks else "-",
         "engine CPU per call": f"{load.engine_ms / total:.2f} ms ({load.engine_ms:.0f} ms)",
         "Asterisk CPU per call": f"{load.asterisk_ms / total:.2f} ms ({load.asterisk_ms:.0f} ms)",
+        "Asterisk idle": f"{load.idle_ms_per_s:.2f} ms/s, per call minus it:"
+        f" {load.asterisk_busy_ms / total:.2f} ms",
         "wall time": f"{load.seconds:.1f} s",
     }
     for name, value in figures.items():
@@ -409,6 +456,269 @@ def report(result: Result) -> bool:
     return all(met for _, met in results)
 
 
+# The anchor: the same callers and operators through Asterisk's own app_queue.
+AQ_CONTEXT = "bench-app-queue"  # the callers' half of the Local pair runs Queue() here
+AQ_FILE = "queues_astpbx_bench.conf"  # in the sandbox's custom dir (the bench's own)
+AQ_INCLUDE = f"#tryinclude custom/{AQ_FILE}\n"  # appended to the root's queues.conf meanwhile
+AQ_RETRY = 1  # s app_queue waits after a ring timed out before it rings again (0 means 5)
+
+
+class AppQueueCallers(Callers):
+    """The callers of `Callers` (same app, alaw, caller id, timeout), dialing the queue in
+    plain dialplan: `Local/94000@bench-app-queue` instead of the engine's `astpbx-call`."""
+
+    async def dial(self, number: str, caller: str = "+79001112233") -> str:
+        ours = f"aq-caller-{uuid.uuid4().hex[:12]}"
+        queued = f"{ours}-queued"  # the half in Queue(): its uniqueid is the queue_log's callid
+        self.up[ours], self.gone[ours] = asyncio.Event(), asyncio.Event()
+        self.ours[queued] = ours
+        await self.client.request(
+            "POST",
+            "channels",
+            {
+                "endpoint": f"Local/{number}@{AQ_CONTEXT}",
+                "app": f"{self.sandbox.app}-call",
+                "callerId": caller,
+                "formats": "alaw",
+                "timeout": 30,
+                "channelId": ours,
+                "otherChannelId": queued,
+            },
+        )
+        await asyncio.wait_for(self.up[ours].wait(), 30)
+        return queued
+
+
+def aq_strategy(args: argparse.Namespace) -> str:
+    """app_queue's strategy closest to the engine's: it rings `ring_at_once` free members
+    in the config's order, the first not yet tried for this caller: `linear` when one at a
+    time (app_queue has no "n at once"), `ringall` when all of them."""
+    return "ringall" if args.ring_at_once >= args.operators else "linear"
+
+
+def aq_queue(args: argparse.Namespace) -> str:
+    """The queues.conf section: the engine's queue as app_queue's, nothing announced."""
+    members = "".join(f"member => Local/{p}@{PHONES},0,{p}\n" for p in operators(args))
+    return (
+        f"; Written by bench/queue.py for its app_queue anchor; removed afterwards.\n"
+        f"[{QUEUE}]\nstrategy = {aq_strategy(args)}\ntimeout = {max(1, round(args.ring_timeout))}\n"
+        f"retry = {AQ_RETRY}\nwrapuptime = 0\nringinuse = no\nautofill = yes\n"
+        "joinempty = yes\nleavewhenempty = no\nannounce-frequency = 0\n"
+        "periodic-announce-frequency = 0\nannounce-holdtime = no\nannounce-position = no\n"
+        "reportholdtime = no\nmemberdelay = 0\ntimeoutrestart = no\n" + members
+    )
+
+
+def aq_dialplan(args: argparse.Namespace) -> str:
+    """The operators' dialplan of the astpbx run, and the callers' queue: answered (as the
+    engine answers), ringing while they wait (the engine's queue without a playlist)."""
+    return dialplan(args) + textwrap.dedent(f"""\
+
+        [{AQ_CONTEXT}]
+        exten => {QUEUE},1,Answer()
+         same => n,Queue({QUEUE},r)
+         same => n,Hangup()
+        """)
+
+
+@contextlib.contextmanager
+def aq_applied(info: SandboxInfo, args: argparse.Namespace) -> Iterator[None]:
+    """The queue in app_queue and its dialplan, as long as the block runs. The queue is in
+    the bench's own custom dir; the root's queues.conf (Debian's: [general] only) gets one
+    `#tryinclude` of it, and is written back as it was afterwards (left behind by a killed
+    run, that line includes nothing once the temp dir is gone)."""
+    conf = Path(box.inside(info.root, "/etc/asterisk/queues.conf"))
+    original = conf.read_text(encoding="utf-8") if conf.exists() else None
+    (info.asterisk_config_dir / AQ_FILE).write_text(aq_queue(args), encoding="utf-8")
+    local = info.asterisk_config_dir / "extensions_local.conf"
+    local.write_text(aq_dialplan(args), encoding="utf-8")
+    try:
+        if original is None:
+            conf.write_text(f"[general]\n{AQ_INCLUDE}", encoding="utf-8")
+        elif AQ_INCLUDE not in original:
+            conf.write_text(f"{original.rstrip(chr(10))}\n\n{AQ_INCLUDE}", encoding="utf-8")
+        for module in ("pbx_config.so", "app_queue.so"):
+            status, _ = info.ari("PUT", f"asterisk/modules/{module}")
+            if status != 204:
+                raise SystemExit(f"reloading {module} answered {status}")
+        shown = info.cli(f"queue show {QUEUE}")
+        if f"{QUEUE} has" not in shown or shown.count(f"@{PHONES}") != args.operators:
+            raise SystemExit(f"app_queue did not take queue {QUEUE}:\n{shown}")
+        yield
+    finally:
+        if original is None:
+            conf.unlink(missing_ok=True)
+        else:
+            conf.write_text(original, encoding="utf-8")
+        (info.asterisk_config_dir / AQ_FILE).unlink(missing_ok=True)
+        local.unlink(missing_ok=True)
+        info.ari("PUT", "asterisk/modules/app_queue.so")
+        info.ari("PUT", "asterisk/modules/pbx_config.so")
+
+
+@dataclass(frozen=True)
+class QueueLogLine:
+    at: int  # epoch seconds
+    call: str  # the caller's channel's uniqueid
+    queue: str
+    agent: str  # the member's name (its number)
+    event: str  # ENTERQUEUE, CONNECT, RINGNOANSWER, COMPLETEAGENT…
+    data: tuple[str, ...]
+
+
+def queue_log(info: SandboxInfo) -> Path:
+    return Path(box.inside(info.root, "/var/log/asterisk/queue_log"))
+
+
+def read_queue_log(path: Path, offset: int) -> list[QueueLogLine]:
+    """The lines app_queue wrote after `offset`: time|callid|queue|agent|event|data…"""
+    with open(path, "rb") as handle:
+        handle.seek(offset)
+        text = handle.read().decode("utf-8", "replace")
+    lines = []
+    for line in text.splitlines():
+        at, call, queue, agent, event, *data = [*line.split("|"), "", "", "", "", ""][:9]
+        if at.isdigit():
+            lines.append(QueueLogLine(int(at), call, queue, agent, event, tuple(data)))
+    return lines
+
+
+@dataclass(frozen=True)
+class Anchor:
+    load: Load
+    lines: dict[str, list[QueueLogLine]]  # call → its queue_log lines
+
+    def events(self, call: str, event: str) -> list[QueueLogLine]:
+        return [line for line in self.lines.get(call, []) if line.event == event]
+
+    @property
+    def calls(self) -> list[str]:
+        return [o.call for o in self.load.outcomes if o.call is not None]
+
+    def answered(self, call: str) -> tuple[QueueLogLine, QueueLogLine] | None:
+        """One CONNECT, then the member hanging up (COMPLETEAGENT) on that member."""
+        connects, ends = self.events(call, "CONNECT"), self.events(call, "COMPLETEAGENT")
+        if len(connects) != 1 or len(ends) != 1 or connects[0].agent != ends[0].agent:
+            return None
+        return connects[0], ends[0]
+
+    def lost(self) -> list[Outcome]:
+        return [o for o in self.load.outcomes if not o.ended]
+
+    def bridged_twice(self) -> list[str]:
+        return [call for call in self.calls if len(self.events(call, "CONNECT")) > 1]
+
+    def rings(self) -> tuple[int, int]:
+        """Members rung, of them not answered: as queue_log has them, CONNECT, RINGNOANSWER
+        (timed out) and RINGCANCELED (the caller left); ringall's members hung up because
+        another answered are not logged."""
+        lines = [line for lines in self.lines.values() for line in lines]
+        missed = sum(line.event in {"RINGNOANSWER", "RINGCANCELED"} for line in lines)
+        return missed + sum(line.event == "CONNECT" for line in lines), missed
+
+    def overlaps(self) -> list[str]:
+        """Members connected to a caller before their previous talk ended, by more than the
+        log's resolution (1 s)."""
+        talks: defaultdict[str, list[tuple[int, int, str]]] = defaultdict(list)
+        for call in self.calls:
+            if (answered := self.answered(call)) is not None:
+                talks[answered[0].agent].append((answered[0].at, answered[1].at, call))
+        found = []
+        for member, spans in talks.items():
+            longest: tuple[int, str] | None = None  # the talk so far that ends last
+            for start, end, call in sorted(spans):
+                if longest is not None and longest[0] - start > 1:
+                    found.append(
+                        f"{member} connected to {call} {longest[0] - start} s before"
+                        f" {longest[1]} ended"
+                    )
+                if longest is None or end > longest[0]:
+                    longest = end, call
+        return found
+
+
+def app_queue_load(info: SandboxInfo, args: argparse.Namespace, asterisk: int) -> Anchor:
+    """The workload of the astpbx run through app_queue, the engine stopped."""
+    log = queue_log(info)
+    with aq_applied(info, args):
+        offset = log.stat().st_size if log.exists() else 0
+        plan = workload(args)
+        load = asyncio.run(
+            run_load(AppQueueCallers, info, plan, args.limit, asterisk, idle=args.idle)
+        )
+        lines = read_queue_log(log, offset) if log.exists() else []
+    by_call: defaultdict[str, list[QueueLogLine]] = defaultdict(list)
+    for line in lines:
+        if line.queue == QUEUE:
+            by_call[line.call].append(line)
+    return Anchor(load, dict(by_call))
+
+
+def report_anchor(anchor: Anchor, result: Result, args: argparse.Namespace) -> None:
+    load, total = anchor.load, len(anchor.load.outcomes)
+    answered = [a for call in anchor.calls if (a := anchor.answered(call)) is not None]
+    theirs = sum(result.answered(call) is not None for call in result.calls)
+    waits = [int(connect.data[0]) for connect, _ in answered if connect.data[0].isdigit()]
+    talks = [int(end.data[1]) for _, end in answered if end.data[1].isdigit()]
+    scripted = fmean(o.caller.talk for o in load.outcomes)
+    rung, missed = anchor.rings()
+    ringall = aq_strategy(args) == "ringall"
+    unlogged = " (+ those hung up on another's answer: not logged)" if ringall else ""
+    print(
+        f"\napp_queue anchor: the same callers and operators, Queue({QUEUE},r) in plain"
+        f" dialplan\n  (queues.conf: strategy {aq_strategy(args)}, timeout"
+        f" {max(1, round(args.ring_timeout))} s, retry {AQ_RETRY} s, ringinuse no, autofill"
+        " yes, wrapuptime 0; figures from its queue_log, in whole seconds)"
+    )
+    figures = {
+        "callers": str(total),
+        "answered": f"{len(answered)} (astpbx: {theirs})",
+        "lost": str(len(anchor.lost())),
+        "bridged twice": str(len(anchor.bridged_twice())),
+        "members rung": f"{rung} times, {missed} not answered{unlogged}",
+        "wait mean / max": f"{fmean(waits):.2f} / {max(waits)} s" if waits else "-",
+        "talk mean": f"{fmean(talks):.2f} s (scripted {scripted:.2f} s)" if talks else "-",
+        "Asterisk CPU per call": f"{load.asterisk_ms / total:.2f} ms ({load.asterisk_ms:.0f} ms)",
+        "Asterisk idle": f"{load.idle_ms_per_s:.2f} ms/s, per call minus it:"
+        f" {load.asterisk_busy_ms / total:.2f} ms",
+        "wall time": f"{load.seconds:.1f} s",
+    }
+    for name, value in figures.items():
+        print(f"{name:<22}{value}")
+    overlapping = anchor.overlaps()
+    print("\nchecks (of the anchor, that it did the same work):")
+    for text, met in [
+        (f"every caller answered and ended by the operator: {len(answered)}/{total}",
+         len(answered) == total and not anchor.lost()),
+        (f"answered as many as astpbx: {len(answered)} vs {theirs}", len(answered) == theirs),
+        (f"no member connected while talking: {len(overlapping)} talks overlapping by > 1 s",
+         not overlapping),
+        (f"no channel left in Asterisk: {len(load.channels_left)}", not load.channels_left),
+    ]:  # fmt: skip
+        print(f"  {'yes' if met else 'no':<4}{text}")
+    details = [f"caller {o.caller.index} ({o.call}): {o.error}" for o in anchor.lost()]
+    details += overlapping + load.channels_left
+    details += [f"not answered as logged: {c}" for c in anchor.calls if not anchor.answered(c)]
+    for detail in details[:20]:
+        print(f"    {detail}")
+    ours = result.load
+    engine, asterisk = (
+        ours.engine_ms / len(ours.outcomes),
+        ours.asterisk_busy_ms / len(ours.outcomes),
+    )
+    anchor_ms = load.asterisk_busy_ms / total
+    limit = 1.5 * anchor_ms
+    ratio = f"{(engine + asterisk) / anchor_ms:.2f}×" if anchor_ms > 0 else "-"
+    met = anchor_ms > 0 and engine + asterisk <= limit
+    print(
+        "\ntarget: engine + Asterisk CPU per queued call ≤ 1.5 × app_queue's Asterisk CPU per"
+        " queued call\n  (Asterisk's minus its idle rate; per caller placed in the queue)\n"
+        f"  {'PASS' if met else 'MISS'}  astpbx {engine:.2f} + {asterisk:.2f} ="
+        f" {engine + asterisk:.2f} ms, app_queue {anchor_ms:.2f} ms: {ratio}"
+        f" (≤ 1.5× is ≤ {limit:.2f} ms)"
+    )
+
+
 def bench(args: argparse.Namespace, base: Path, problems: Problems) -> bool:
     info = sandbox_info(base)
     config = write_config(info, base, args)
@@ -430,12 +740,17 @@ def bench(args: argparse.Namespace, base: Path, problems: Problems) -> bool:
             watch = Watch()
             live.run(_install(watch, engine))
             pid = asterisk_pid(loaded)
-            load = asyncio.run(run_load(info, workload(args), args.limit, pid))
+            plan = workload(args)
+            load = asyncio.run(run_load(Callers, info, plan, args.limit, pid, idle=args.idle))
             leftovers = live.run(engine_leftovers(engine))
         finally:
             live.stop()
     rows, reasons = read_logs(loaded.system.database_url, load)
-    return report(Result(load, watch, rows, reasons, leftovers, problems.found))
+    result = Result(load, watch, rows, reasons, leftovers, problems.found)
+    ok = report(result)
+    if not args.no_anchor:  # after the engine's load: the engine and its dialplan are gone
+        report_anchor(app_queue_load(info, args, pid), result, args)
+    return ok
 
 
 async def _install(watch: Watch, engine: Engine) -> None:
@@ -466,6 +781,8 @@ def main() -> None:
     parser.add_argument("--ring-at-once", type=int, default=1, help="members rung at once (1)")
     parser.add_argument("--ring-timeout", type=float, default=4, help="s a member rings (4)")
     parser.add_argument("--seed", type=int, default=1, help="of the workload (1)")
+    parser.add_argument("--idle", type=float, default=10, help="s of Asterisk idle per load (10)")
+    parser.add_argument("--no-anchor", action="store_true", help="skip the app_queue run")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
     args = parser.parse_args()
     if not 0 < args.callers <= 999 or not 0 <= args.silent < args.operators <= 99:
