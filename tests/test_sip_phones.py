@@ -138,6 +138,24 @@ def test_registration_unregistration_and_expiry(world: SipWorld, phones: Softpho
         eventually(lambda: online.get("1111") is False, 75, every=0.5)
 
 
+def test_a_phone_added_to_the_config_is_followed(world: SipWorld, phones: Softphones) -> None:
+    """A phone added while the engine runs (edit, the engine reloads, `astpbx apply`)
+    registers, and the engine sees it online and offline."""
+    extra = world.config / "zz-new-phone.yaml"
+    extra.write_text('phones:\n  - {number: "2700", password: "Sip-2700-Xk3mVq8L"}\n', "utf-8")
+    try:
+        eventually(lambda: any(p.number == "2700" for p in world.engine.current.config.phones))
+        applied = world.sandbox.astpbx("apply", str(world.config))
+        assert applied.returncode == 0, applied.stdout + applied.stderr
+        add_phone(world, phones, "2700")  # waits for the engine to see it online
+        phones.unregister("2700")
+        eventually(lambda: world.engine.presence.online.get("2700") is False, 10)
+    finally:
+        extra.unlink()
+        world.sandbox.astpbx("apply", str(world.config))
+        eventually(lambda: all(p.number != "2700" for p in world.engine.current.config.phones))
+
+
 @pytest.mark.parametrize("method", ["rfc2833", "info"])
 def test_a_softphone_walks_the_ivr(
     world: SipWorld, phones: Softphones, tmp_path: Path, method: DtmfMethod
