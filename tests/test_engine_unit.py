@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import textwrap
 import threading
 from collections.abc import Callable
@@ -22,7 +23,7 @@ from ast_pbx.ari import AriError
 from ast_pbx.config.configuration import Config
 from ast_pbx.config.loader import load
 from ast_pbx.engine.dialer import DialerCall
-from ast_pbx.engine.engine import Engine
+from ast_pbx.engine.engine import EVENTS, Engine
 from ast_pbx.engine.session import CallSession
 from ast_pbx.engine.version import ConfigVersion
 from ast_pbx.errors import ConfigInvalid
@@ -908,3 +909,16 @@ def test_a_trunks_lines_are_shared_by_inbound_outbound_and_dialer_calls(tmp_path
         await h.drain()
 
     run(scenario())
+
+
+def test_asterisk_sends_every_event_type_the_engine_reads() -> None:
+    """The call application's event filter (engine.EVENTS) must name every ARI event
+    type the engine's code looks at: one left out would never arrive."""
+    names = re.compile(
+        r'"((?:Stasis|Channel|Playback|Recording|Bridge|Contact|Peer|Device)[A-Za-z]+|Dial)"'
+    )
+    read: set[str] = set()
+    for source in (Path(__file__).parents[1] / "ast_pbx" / "engine").glob("*.py"):
+        read |= set(names.findall(source.read_text(encoding="utf-8")))
+    assert read, "no event type found: the pattern is wrong"
+    assert read - set(EVENTS) == set()
