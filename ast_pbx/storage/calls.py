@@ -13,7 +13,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import CursorResult
 
 from ast_pbx.storage.db import Database
 from ast_pbx.storage.models import Call
@@ -105,8 +104,8 @@ class CallLog:
             config_version=_fit("config_version", config_version),
             marked=False,
         )
-        with self._database.session() as session:
-            result: CursorResult[Any] = session.execute(insert)  # type: ignore[assignment]
+        with self._database.connection() as connection:
+            result = connection.execute(insert)
             key = result.inserted_primary_key
             return int(key[0]) if key else 0
 
@@ -165,9 +164,8 @@ class CallLog:
             .where(Call.channel_id == _fit("channel_id", channel_id), Call.ended_at.is_(None))
             .values(**values)
         )
-        with self._database.session() as session:
-            changed: CursorResult[Any] = session.execute(update)  # type: ignore[assignment]
-            if changed.rowcount:
+        with self._database.connection() as connection:
+            if connection.execute(update).rowcount:
                 return True
         return self.get(channel_id) is not None  # already ended (True) or unknown (False)
 
