@@ -73,6 +73,31 @@ Content-Length: 0
 ]]></send>"""
 
 
+def sipp_command(scenario: Path, port: int, calls: int, errors: Path) -> list[str]:
+    """SIPp running `scenario` `calls` times from 127.0.0.1:`port`, with RTP and control
+    ports of its own (a second SIPp on the default control port exits 254), its errors
+    written to `errors`; add the remote address and options."""
+    return [
+        SIPP,
+        "-sf",
+        str(scenario),
+        "-i",
+        "127.0.0.1",
+        "-p",
+        str(port),
+        "-mp",
+        str(free_port()),
+        "-cp",
+        str(free_port()),
+        "-m",
+        str(calls),
+        "-trace_err",
+        "-error_file",
+        str(errors),
+        "-nostdin",
+    ]
+
+
 @dataclass(frozen=True)
 class CallResult:
     ok: bool  # SIPp's verdict: every message as the scenario expects
@@ -144,29 +169,13 @@ class Caller:
             path.write_text(self.scenario(input_text, dtmf, ends, sink.port), encoding="utf-8")
             errors = path.with_suffix(".errors.log")
             command = [
-                SIPP,
+                *sipp_command(path, self.port, 1, errors),
                 self.target,
-                "-sf",
-                str(path),
                 "-s",
                 number,
-                "-i",
-                "127.0.0.1",
-                "-p",
-                str(self.port),
-                "-mp",
-                str(free_port()),
-                "-cp",
-                str(free_port()),
-                "-m",
-                "1",
                 "-timeout",
                 f"{round(timeout)}s",
                 "-timeout_error",
-                "-trace_err",
-                "-error_file",
-                str(errors),
-                "-nostdin",
             ]
             run = subprocess.run(
                 command, capture_output=True, text=True, timeout=timeout + 30, check=False
@@ -317,26 +326,10 @@ class FarEnd:
         self.messages = path.with_suffix(".messages.log")
         self.process = subprocess.Popen(
             [
-                SIPP,
-                "-sf",
-                str(path),
-                "-i",
-                "127.0.0.1",
-                "-p",
-                str(self.port),
-                "-mp",
-                str(free_port()),
-                "-cp",
-                str(free_port()),
-                "-m",
-                str(calls),
-                "-trace_err",
-                "-error_file",
-                str(self.errors),
+                *sipp_command(path, self.port, calls, self.errors),
                 "-trace_msg",
                 "-message_file",
                 str(self.messages),
-                "-nostdin",
             ],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
