@@ -17,6 +17,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -91,15 +92,24 @@ class Events:
     """Every ARI event the engine was handed, as JSON text, in order."""
 
     seen: list[dict[str, Any]] = field(default_factory=list)
+    # The engine's REST requests: (when, method, path), the clock of `_received`.
+    requests: list[tuple[float, str, str]] = field(default_factory=list)
 
     def wrap(self, engine: Engine) -> None:
-        handler = engine.ari._on_event
+        handler, request = engine.ari._on_event, engine.ari.request
 
         def record(event: dict[str, Any]) -> None:
-            self.seen.append(json.loads(json.dumps(event, default=str)))
+            copy = json.loads(json.dumps(event, default=str))
+            copy["_received"] = time.time()
+            self.seen.append(copy)
             handler(event)
 
+        async def requested(method: str, path: str, *args: Any, **kwargs: Any) -> Any:
+            self.requests.append((time.time(), method, path))
+            return await request(method, path, *args, **kwargs)
+
         engine.ari._on_event = record
+        engine.ari.request = requested  # type: ignore[method-assign]
 
     def duplicates(self) -> list[str]:
         """Events that came more than once: their type, channel and time.
