@@ -134,11 +134,15 @@ def _task(api: httpx.Client, number: str) -> dict[str, Any]:
 
 
 def _first_attempt(api: httpx.Client, task: int) -> dict[str, Any]:
+    """The task once its first attempt has ended and the task shows it (done, or a
+    counter up: the API reads the task and its attempts one after the other, so one
+    answer may have the attempt ended and the task from just before)."""
     found: dict[str, Any] = eventually(
         lambda: (
             (t := api.get(f"/tasks/{task}").json())
             and t["attempts"]
             and t["attempts"][0]["ended_at"]
+            and (t["done"] or t["unanswered_count"] + t["failed_count"] > 0)
             and t
         ),
         40,
