@@ -17,8 +17,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ruamel.yaml import YAML
+from ruamel.yaml.composer import Composer
 from ruamel.yaml.cyaml import CSafeLoader
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.events import CollectionEndEvent, CollectionStartEvent, StreamEndEvent
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from ruamel.yaml.reader import ReaderError
 
@@ -27,6 +29,12 @@ from ast_pbx.config.problems import Problem, Where, error
 # No config needs more than a handful of levels; deeper documents are refused before
 # the recursive builder could exhaust the interpreter's stack.
 MAX_DEPTH = 100
+# libyaml's composer is recursive C code: about 250 bytes of the thread's stack a level,
+# so some 30,000 levels (60 KB of `[`) overflow an 8 MiB stack and kill the process, where
+# no exception can be caught. A document is handed to it only when it cannot be deeper
+# than this (1 MiB of stack at most); the builder then refuses what is past MAX_DEPTH.
+# A document that might be deeper is walked event by event first (see _refuse_too_deep).
+SAFE_COMPOSE_DEPTH = 4000
 # An alias repeats what its anchor holds; past this many values built through aliases
 # a file is refused, so that a "billion laughs" document cannot exhaust memory. Without
 # aliases a document is no bigger than its (size-capped) text.
@@ -99,6 +107,11 @@ def _parse(text: str, path: str) -> ParsedFile:
     result = ParsedFile(path)
     try:
         node, construct = _compose(text)
+    except _TooDeep as exc:
+        mark = exc.problem_mark
+        where = Where(path, mark.line + 1, mark.column + 1)
+        result.problems.append(error(where, "yaml-syntax", str(exc.problem)))
+        return result
     except MarkedYAMLError as exc:
         result.problems.append(_syntax_problem(exc, path, text))
         return result
@@ -124,13 +137,90 @@ def _compose(text: str) -> tuple[Node | None, Callable[[Node], Any]]:
     inside a flow plain scalar, as in `ari: {url: http://127.0.0.1:8088}`. ruamel's own
     parser reads 1.2 but is several times slower, so it only reads what libyaml refused,
     and its verdict (or its error) is the one reported.
+
+    Neither composer sees a collection nested deeper than MAX_DEPTH: _TooDeep, at the
+    first such collection.
     """
-    loader = CSafeLoader(text)
     try:
+        if _depth_bound(text) > SAFE_COMPOSE_DEPTH:
+            _refuse_too_deep(text)
+        loader = CSafeLoader(text)
         return loader.get_single_node(), _constructor(loader)
+    except _TooDeep:
+        raise
     except MarkedYAMLError:
         pure = YAML(typ="safe", pure=True)
+        pure.Composer = _GuardedComposer
         return pure.compose(text), _constructor(pure.constructor)
+
+
+class _TooDeep(MarkedYAMLError):
+    """A collection nested deeper than MAX_DEPTH, at its start."""
+
+    def __init__(self, mark: Any) -> None:
+        super().__init__(problem=f"nested deeper than {MAX_DEPTH} levels", problem_mark=mark)
+
+
+# What may stand before the first entry of a block collection on its line: indentation
+# and the indicators `- `, `? `, `: ` (and a byte order mark).
+_PREFIX_CHARS = " \t-?:\ufeff"
+
+
+def _depth_bound(text: str) -> int:
+    """A cheap upper bound of how deep the document's collections nest.
+
+    Every flow collection opens with `[` or `{`, and a `[` may hold one more level, a
+    single-pair mapping (`[a: [b: …]]`). A block collection starts where its first line's
+    prefix ends (or, for a mapping after an anchor or tag, `- &a key: …`, past it, but then
+    all it holds starts on lines with longer prefixes); along any path the columns grow at
+    least every second level: only a block sequence may stand at its parent's column, a
+    mapping's. `splitlines` breaks lines wherever libyaml does, and at a few more places.
+    """
+    flow = 2 * text.count("[") + text.count("{")
+    if flow > SAFE_COMPOSE_DEPTH:
+        return flow
+    widest = max(
+        (len(line) - len(line.lstrip(_PREFIX_CHARS)) for line in text.splitlines()), default=0
+    )
+    return 2 + flow + 2 * (widest + 1)
+
+
+def _refuse_too_deep(text: str) -> None:
+    """Walk libyaml's events (no recursion) and raise _TooDeep at the first collection
+    nested deeper than MAX_DEPTH; libyaml's own errors propagate."""
+    loader = CSafeLoader(text)
+    depth = 0
+    while True:
+        event = loader.get_event()
+        if event is None or isinstance(event, StreamEndEvent):
+            return
+        if isinstance(event, CollectionStartEvent):
+            if depth >= MAX_DEPTH:
+                raise _TooDeep(event.start_mark)
+            depth += 1
+        elif isinstance(event, CollectionEndEvent):
+            depth -= 1
+
+
+class _GuardedComposer(Composer):
+    """ruamel's pure-Python composer, refusing collections nested deeper than MAX_DEPTH
+    before its recursion could exhaust the interpreter's stack."""
+
+    def __init__(self, loader: Any = None) -> None:
+        super().__init__(loader)
+        self.open_collections = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        event = self.parser.peek_event()
+        if not isinstance(event, CollectionStartEvent):
+            return super().compose_node(parent, index)
+        if self.open_collections >= MAX_DEPTH:
+            raise _TooDeep(event.start_mark)
+        self.open_collections += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self.open_collections -= 1
 
 
 def _constructor(constructor: Any) -> Callable[[Node], Any]:

@@ -8,7 +8,7 @@ loader_rule(
     Level.ERROR,
     """
     The file is not valid YAML (or not UTF-8, or uses an unknown tag, a recursive alias,
-    or an alias bomb).
+    or an alias bomb, or nests collections more than 100 levels deep).
 
     Reported at the position where the parser stopped; the rest of that file is not read.
 """,
