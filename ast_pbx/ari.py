@@ -14,7 +14,6 @@ resynchronise with the channels still in the application.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import json
 import logging
@@ -76,6 +75,7 @@ class AriClient:
         self._pending: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._ids = itertools.count(1)
         self._connected = asyncio.Event()
+        self._stopped = False
         self._closing = False
 
     # Connection
@@ -104,6 +104,11 @@ class AriClient:
     @property
     def connected(self) -> bool:
         return self._connected.is_set()
+
+    def stop_requests(self) -> None:
+        """From now on every request fails at once: this engine no longer leads (another
+        acts on the calls) and must not send one more."""
+        self._stopped = True
 
     async def close(self) -> None:
         self._closing = True
@@ -196,6 +201,8 @@ class AriClient:
         self, method: str, path: str, params: Mapping[str, Any] | None = None, body: Any = None
     ) -> Any:
         """A REST request; the decoded JSON answer (None when empty). AriError on failure."""
+        if self._stopped:
+            raise AriError(f"{method} {path}: not sent, the engine stopped leading")
         query = urlencode({k: _param(v) for k, v in (params or {}).items() if v is not None})
         uri = quote(path, safe="/:@-._~") + (f"?{query}" if query else "")
         if self._ws_rest and self._ws is not None:
@@ -281,8 +288,12 @@ class AriClient:
 
     async def quiet(self, method: str, path: str, params: Mapping[str, Any] | None = None) -> Any:
         """A request whose failure only matters to the log (hanging up a gone channel)."""
-        with contextlib.suppress(AriError):
+        try:
             return await self.request(method, path, params)
+        except AriError as exc:
+            # A gone channel (404) is the usual case and no news; anything else is.
+            level = logging.DEBUG if exc.status == 404 else logging.WARNING
+            log.log(level, "ARI %s %s failed: %s", method, path, exc)
         return None
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import math
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -95,7 +96,11 @@ def render(config: Config, source: str, version: str) -> dict[str, str]:
             header=header, phones=phones, trunks=trunks
         ),
         DIALPLAN_FILE: env.get_template(f"{DIALPLAN_FILE}.j2").render(
-            header=header, app=app, trunks=trunks
+            header=header,
+            app=app,
+            trunks=trunks,
+            engine_wait=math.ceil(config.system.engine_wait),
+            unavailable_sound=config.system.unavailable_sound,
         ),
     }
     for name, text in texts.items():

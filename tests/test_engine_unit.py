@@ -69,6 +69,7 @@ class FakeAri:
 
     def __init__(self) -> None:
         self.calls: list[Request] = []
+        self.saved: list[tuple[str, str]] = []  # (path, state) of each call state written
         self.responses: dict[tuple[str, str], Any] = {
             ("POST", "channels"): {"id": "peer-1"},
             ("POST", "bridges"): {"id": "b1"},
@@ -83,7 +84,10 @@ class FakeAri:
         params: dict[str, Any] | None = None,
         body: Any = None,
     ) -> Any:
-        self.calls.append((method, path, dict(params) if params is not None else None))
+        if path.endswith("/variable") and (params or {}).get("variable") == "ASTPBX_STATE":
+            self.saved.append((path, str((params or {}).get("value"))))  # tests of adoption
+        else:
+            self.calls.append((method, path, dict(params) if params is not None else None))
         await asyncio.sleep(0)  # a real request yields to the loop
         failure = self.failures.get((method, path))
         if failure is not None:

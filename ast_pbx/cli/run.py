@@ -35,7 +35,19 @@ async def _serve(path: str, version: ConfigVersion) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    await serve(path, version, stop)
+    # Calls are handed over on a stop, for the next engine (a restart, an upgrade);
+    # an engine that stopped leading stands by again.
+    while not await serve(path, version, stop, hand_over=True):
+        stop.clear()
+        version = prepare_version(path) if _valid(path) else version
+
+
+def _valid(path: str) -> bool:
+    try:
+        prepare_version(path)
+    except ConfigInvalid:
+        return False
+    return True
 
 
 def run(
@@ -54,7 +66,11 @@ def run(
 
     The config is watched: a valid change is loaded for the next calls (calls already
     up finish on the version they started with); an invalid one is logged with file and
-    line and the running version stays. Stop with Ctrl-C or SIGTERM.
+    line and the running version stays.
+
+    Stop with SIGTERM or Ctrl-C: the calls stay up in Asterisk and the next `astpbx
+    run` (a new version too) adopts them. A second engine on the same PostgreSQL stands
+    by and takes over when this one dies.
     """
     logs.setup(log_format.value)
     try:

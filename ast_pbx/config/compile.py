@@ -393,6 +393,9 @@ def build_system(raw: Raw) -> System:
             **tts.place,
         ),
         Api(api.text("username") or Api.username, api.text("password") or "", **api.place),
+        engine_wait=asterisk.real("engine_wait", System.engine_wait),
+        handover_grace=asterisk.real("handover_grace", System.handover_grace),
+        unavailable_sound=asterisk.text("unavailable_sound") or System.unavailable_sound,
         **raw.place,
     )
 

@@ -60,13 +60,26 @@ class Loaded:
 def config_files(path: str) -> list[str]:
     """The YAML files of a config: the file itself, or every *.yaml/*.yml below a directory
     in sorted path order. Hidden files and directories (.git, .pre-commit-config.yaml) are
-    not part of a config."""
+    not part of a config. (`load` also reports the directories that could not be listed.)"""
+    return find_config_files(path)[0]
+
+
+def find_config_files(path: str) -> tuple[list[str], list[Problem]]:
+    """`config_files`, and a file-unreadable problem for each directory below `path` (or
+    `path` itself) that could not be listed: its files are missing from the config."""
     if os.path.isfile(path):
-        return [path]
+        return [path], []
     if not os.path.isdir(path):
         raise UsageError(f"{path}: no such file or directory")
     found: list[tuple[tuple[str, ...], str]] = []
-    for root, dirs, files in os.walk(path):
+    problems: list[Problem] = []
+
+    def unlisted(exc: OSError) -> None:
+        reason = exc.strerror or str(exc)
+        where = Where(str(exc.filename) if exc.filename is not None else path)
+        problems.append(error(where, "file-unreadable", f"cannot list this directory: {reason}"))
+
+    for root, dirs, files in os.walk(path, onerror=unlisted):
         dirs[:] = [d for d in dirs if not d.startswith(".")]
         rel_root = os.path.relpath(root, path)
         parts = () if rel_root == "." else tuple(rel_root.split(os.sep))
@@ -75,9 +88,9 @@ def config_files(path: str) -> list[str]:
             for name in files
             if name.endswith(YAML_SUFFIXES) and not name.startswith(".")
         )
-    if not found:
+    if not found and not problems:
         raise UsageError(f"{path}: no *.yaml or *.yml files in this directory")
-    return [full for _, full in sorted(found)]
+    return [full for _, full in sorted(found)], sorted(problems, key=Problem.sort_key)
 
 
 def read_file(path: str) -> ParsedFile:
@@ -95,8 +108,10 @@ def load(path: str, env: Mapping[str, str] | None = None, *, need_env: bool = Fa
 
     `need_env` makes an unset ${VAR} an error, for commands that would use its value.
     """
-    files = config_files(path)
-    return load_files(files, os.environ if env is None else env, need_env=need_env)
+    files, unlisted = find_config_files(path)
+    loaded = load_files(files, os.environ if env is None else env, need_env=need_env)
+    loaded.problems[:0] = unlisted
+    return loaded
 
 
 def _read_regular(path: str) -> bytes:

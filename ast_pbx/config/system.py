@@ -65,6 +65,10 @@ class System(Located):
     paths: Paths = Paths()
     tts: Tts = Tts()
     api: Api = Api()
+    # When no engine takes a call (the generated dialplan's fallback, see man astpbx(1)).
+    engine_wait: float = 10.0
+    handover_grace: float = 60.0
+    unavailable_sound: str = "pls-try-call-later"
 
     def zone(self) -> tzinfo:
         """The timezone rules and tests use: `timezone`, or the host's when none is set."""

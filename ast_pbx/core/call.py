@@ -166,6 +166,26 @@ class Call:
             self.ends if self.phase is Phase.QUEUED and self.ends else "hangup", reason
         )
 
+    def resume(
+        self, number: str, digits: str, now: datetime, *, waited: float = 0.0
+    ) -> list[Action]:
+        """Carry on a call another engine had at menu or queue `number` (an engine's
+        restart): a menu starts over (its prompt again, keys typed so far asked again),
+        a queue goes on counting its timeout from `waited` seconds of waiting already."""
+        node = self.config.targets.get(number)
+        if isinstance(node, Menu):
+            return self._enter_menu(node, digits, now)
+        if isinstance(node, Queue):
+            return self._enter_queue(node, waited)
+        return self._route(number, digits, now)  # gone from the config: routed anew
+
+    def resume_ended(self, ends: str | None) -> None:
+        """A call another engine had already connected (to a phone, trunk or member):
+        only the conversation is left, the voice menu is done with it."""
+        self.phase = Phase.ENDED
+        self.ends = ends
+
+    # Decisions
     # Decisions
 
     def _where(self) -> Where | None:
@@ -238,7 +258,7 @@ class Call:
         self.token += 1
         return [StartTimer(seconds, self.token)]
 
-    def _enter_queue(self, queue: Queue) -> list[Action]:
+    def _enter_queue(self, queue: Queue, waited: float = 0.0) -> list[Action]:
         self.node, self.input, self.collected = queue, "", ""
         self.phase = Phase.QUEUED
         self.ends = f"queue {queue.number}"
@@ -246,7 +266,7 @@ class Call:
         timeout = next((h for h in queue.handlers if h.kind == "timeout"), None)
         self.token += 1
         if timeout is not None and timeout.timeout:
-            actions.append(StartTimer(timeout.timeout, self.token))
+            actions.append(StartTimer(max(0.0, timeout.timeout - waited), self.token))
         return actions
 
     def _end(self, ends: str, reason: str, actions: list[Action] | None = None) -> list[Action]:

@@ -89,7 +89,18 @@ class QueueState:
     # What happens
 
     def enter(self, call: str, caller: str | None, now: datetime) -> None:
-        self._waiting.append(_Waiting(call, caller, now))
+        """A caller arrives at `now` (earlier for one an engine's predecessor had
+        waiting): their place is by arrival."""
+        place = len(self._waiting)
+        while place and self._waiting[place - 1].since > now:
+            place -= 1
+        self._waiting.insert(place, _Waiting(call, caller, now))
+
+    def reconfigure(self, queue: Queue) -> None:
+        """The config was reloaded: members, `ring_timeout`, `sticky` and
+        `leave_when_empty` are the new ones from the next decision on."""
+        self.queue = queue
+        self.ring_for = timedelta(seconds=queue.ring_timeout)
 
     def leave(self, call: str) -> list[Decision]:
         """The caller hung up or a handler moved them on: stop what rings for them."""

@@ -32,6 +32,7 @@ from ast_pbx.core.transfer import (
     Transfer,
     TransferAction,
 )
+from ast_pbx.engine.callstate import Saved, Transferring
 from ast_pbx.engine.hold import Hold as Playlist
 
 if TYPE_CHECKING:
@@ -90,7 +91,56 @@ class Conversation:
             engine.queues.occupy(phone, self.session.id)
             engine.events.publish("answered", phone=phone, caller=caller, call=self.session.id)
         engine.events.publish("calls")
+        self.session.recordings = 1
         await engine.recorder.start(self.session.id, 1)
+
+    @classmethod
+    def adopt(cls, session: CallSession, saved: Saved) -> Conversation:
+        """The conversation another engine had bridged, as it wrote it down."""
+        parties = [p for p in saved.parties if p]
+        conversation = cls(
+            session, (parties[0], parties[-1]), saved.phones, frozenset(saved.external)
+        )
+        conversation.parties = parties
+        conversation.bridge = saved.bridge
+        return conversation
+
+    async def resume(self, saved: Saved) -> None:
+        """Take over the bridge as it is: the parties talk on, the recording goes on
+        (its snoop is the recorder's again). A transfer under way falls back to the
+        conversation: the target is hung up and the transferor rejoins the caller."""
+        engine = self.session.engine
+        for party in self.parties:
+            if party != self.session.id:
+                engine.watch_peer(party, self.session)
+        for phone in self.phones.values():
+            engine.queues.occupy(phone, self.session.id)
+        if saved.recordings:
+            engine.recorder.adopt(self.session.id, saved.recordings)
+        transfer = saved.transfer
+        if transfer is not None:
+            log.info(
+                "call %s: the transfer under way falls back to the conversation", self.session.id
+            )
+            for playback in transfer.playbacks:
+                await self.ari.quiet("DELETE", f"playbacks/{playback}")
+            if transfer.target is not None:
+                await self.ari.quiet("DELETE", f"channels/{transfer.target}")
+            if transfer.consulting is not None:
+                await self.ari.quiet("DELETE", f"bridges/{transfer.consulting}")
+            if transfer.transferor in self.parties:
+                await self.ari.quiet(
+                    "POST", f"bridges/{self.bridge}/addChannel", {"channel": transfer.transferor}
+                )
+            await self.session.save()
+        engine.events.publish("calls")
+
+    def transferring(self) -> Transferring | None:
+        """The transfer under way, for a successor to undo; None when there is none."""
+        if self.transferor is None:
+            return None
+        playbacks = [p for p in (self.playback, self.tone) if p]
+        return Transferring(self.transferor, self.target, self.consulting, playbacks)
 
     async def on_event(self, event: dict[str, Any]) -> None:
         """One event of a party, the target or a timer; sets `ended` when it is over."""
@@ -174,6 +224,7 @@ class Conversation:
         found = self.session.version.config.playlist_by_id.get(playlist or "")
         self.playlist = Playlist(found) if found is not None and found.items else None
         await self._play_playlist()
+        await self.session.save()
 
     async def _play_playlist(self) -> None:
         """The next item for the held side: the playlist round and round, or ringing."""
@@ -252,6 +303,7 @@ class Conversation:
             return
         self.target = str(target["id"])
         self.session.engine.watch_peer(self.target, self.session)
+        await self.session.save()
         log.info("call %s: transfer dials %s", self.session.id, action.number)
 
     def _endpoint(self, number: str) -> str | None:
@@ -277,6 +329,7 @@ class Conversation:
             f"bridges/{self.consulting}/addChannel",
             {"channel": f"{transferor},{self.target}"},
         )
+        await self.session.save()
 
     async def _drop_target(self, _: DropTarget) -> None:
         if self.target is not None:
@@ -294,6 +347,7 @@ class Conversation:
                 "POST", f"bridges/{self.bridge}/addChannel", {"channel": self.transferor}
             )
         self.transferor = None
+        await self.session.save()
         log.info("call %s: transfer cancelled", self.session.id)
 
     async def _complete(self, _: Complete) -> None:
@@ -309,6 +363,7 @@ class Conversation:
             self.phones[target] = self.target_phone
             self.session.engine.queues.occupy(self.target_phone, self.session.id)
         self.session.transferred_to(target, self.target_phone)
+        await self.session.save()
         log.info("call %s: transferred", self.session.id)
 
     async def _abandon(self, _: Abandon) -> None:

@@ -29,7 +29,7 @@ from ast_pbx.core.dialing import classify, in_window
 
 if TYPE_CHECKING:
     from ast_pbx.engine.engine import Engine
-    from ast_pbx.storage.dialer import Claim, DialerStore
+    from ast_pbx.storage.dialer import AttemptRecord, Claim, DialerStore
 
 log = logging.getLogger("astpbx.dialer")
 
@@ -127,7 +127,7 @@ class Dialer:
             log.warning("dialer task %s: %s %s", task.id, task.number, reason)
             await self._finish_attempt(claim.attempt_id, "failed", cause_text=reason)
             return
-        channel = f"dialer-{task.id}-{claim.attempt_id}"
+        channel = self.channel_of(task.id, claim.attempt_id)
         call = DialerCall(
             task.id, claim.attempt_id, task.number, task.text, task.repeat, trunk.name
         )
@@ -145,6 +145,8 @@ class Dialer:
                     "timeout": int(self.settings.ring_timeout),
                     "channelId": channel,
                 },
+                # Its end is noted for an engine that does not see it (adoption).
+                body={"variables": {"CHANNEL(hangup_handler_push)": "astpbx-ended,s,1"}},
             )
         except AriError as exc:
             log.warning("dialer task %s: the call failed to start: %s", task.id, exc)
@@ -152,6 +154,71 @@ class Dialer:
                 await self._finish_attempt(claim.attempt_id, "failed", cause_text=str(exc)[:64])
             return
         self._event(call, channel_id=channel)
+
+    def channel_of(self, task: int, attempt: int) -> str:
+        """The channel id of an attempt: unique on an Asterisk that several sites'
+        databases share (their apps differ), and found again by a successor."""
+        return f"{self.engine.app}-dialer-{task}-{attempt}"
+
+    # Another engine's calls (a restart, a standby taking over)
+
+    async def adopt(self, channels: dict[str, dict[str, Any]], present: set[str]) -> None:
+        """Carry on the attempts still up (`channels`: every channel Asterisk has;
+        `present`: those in the app, i.e. answered) and close those that ended while no
+        engine ran, each once, as it really ended."""
+        if self.store is None:
+            return
+        for attempt in await asyncio.to_thread(self.store.open_attempts):
+            channel = attempt.channel_id or self.channel_of(attempt.task_id, attempt.id)
+            if channel in self.calls:
+                continue
+            if channel in channels:
+                await self._take_over(attempt, channel, channels[channel], channel in present)
+            else:
+                await self._closed_meanwhile(attempt, channel)
+
+    async def _take_over(
+        self, attempt: AttemptRecord, channel: str, info: dict[str, Any], answered: bool
+    ) -> None:
+        assert self.store is not None
+        until = self.engine.clock() + LEASE
+        task = await asyncio.to_thread(self.store.take_over, attempt.id, self.worker, until)
+        if task is None:  # not this task's current attempt any more: not ours to go on
+            await self.engine.ari.quiet("DELETE", f"channels/{channel}")
+            return
+        trunk = self.engine.current.config.trunk_for(task.number)
+        call = DialerCall(
+            task.id, attempt.id, task.number, task.text, task.repeat, trunk.name if trunk else ""
+        )
+        call.lease_until = until
+        call.rang = attempt.ringing_at is not None or info.get("state") == "Ringing"
+        call.answered = answered
+        self.calls[channel] = call
+        log.info("dialer task %s: call %s adopted (%s)", task.id, channel, info.get("state"))
+        if answered:  # the text from its start: who hears it knows nothing of engines
+            self.engine.spawn(self._say(channel, call))
+        else:  # still ringing: its events come to us from now on
+            await self.engine.ari.quiet(
+                "POST",
+                f"applications/{self.engine.app}/subscription",
+                {"eventSource": f"channel:{channel}"},
+            )
+
+    async def _closed_meanwhile(self, attempt: AttemptRecord, channel: str) -> None:
+        ended = await self.engine.ended_while_away(channel)
+        at, cause = ended if ended is not None else (self.engine.clock(), None)
+        outcome = classify(attempt.answered_at is not None, attempt.ringing_at is not None, cause)
+        log.info(
+            "dialer task %s: attempt %s ended while away: %s", attempt.task_id, attempt.id, outcome
+        )
+        await self._finish_attempt(attempt.id, outcome, cause=cause, at=at)
+        self._wake.set()
+
+    def forget_gone(self, channels: set[str]) -> None:
+        """After Asterisk restarted: the calls it no longer has ended; their lines are
+        free and their attempts are filed (no lease renewed forever)."""
+        for channel in [c for c in self.calls if c not in channels]:
+            self.on_event(channel, {"type": "ChannelDestroyed", "cause": 0})
 
     def _line_free(self, trunk: Trunk) -> bool:
         if trunk.lines is None:
@@ -218,7 +285,12 @@ class Dialer:
             await self.engine.ari.request(
                 "POST", f"channels/{channel}/play", {"media": media, "playbackId": call.playback}
             )
-        except Exception:  # TTS or ARI failed: the citizen must not be left in silence
+        except AriError as exc:
+            if exc.status == 404:  # they hung up meanwhile: ChannelDestroyed files it
+                return
+            log.error("dialer task %s: the text could not be played: %s", call.task, exc)
+            await self.engine.ari.quiet("DELETE", f"channels/{channel}")
+        except Exception:  # TTS failed: the citizen must not be left in silence
             log.exception("dialer task %s: the text could not be played", call.task)
             await self.engine.ari.quiet("DELETE", f"channels/{channel}")
 
@@ -226,11 +298,14 @@ class Dialer:
         if self.store is not None:
             self.engine.spawn(asyncio.to_thread(self.store.attempt_event, call.attempt, **moments))
 
-    async def _finish_attempt(self, attempt: int, outcome: str, **details: Any) -> None:
+    async def _finish_attempt(
+        self, attempt: int, outcome: str, at: datetime | None = None, **details: Any
+    ) -> None:
         assert self.store is not None
+        at = at or self.engine.clock()
         try:
             await asyncio.to_thread(
-                self.store.finish, attempt, outcome, self.engine.clock(), self.settings, **details
+                self.store.finish, attempt, outcome, at, self.settings, **details
             )
         except Exception:  # the lease runs out and the attempt counts as lost: nothing lost
             log.exception("dialer attempt %s: outcome %s not stored", attempt, outcome)

@@ -16,7 +16,9 @@ from ast_pbx.ari import AriClient, AriError
 from ast_pbx.config.model import Trunk
 from ast_pbx.core.scenarios import Answer
 from ast_pbx.core.steps import Play
+from ast_pbx.engine.adoption import Adoption
 from ast_pbx.engine.callbacks import Callbacks
+from ast_pbx.engine.callstate import END_VARIABLE, parse_end
 from ast_pbx.engine.dialer import Dialer
 from ast_pbx.engine.directory import SqlDirectory
 from ast_pbx.engine.events import Bus
@@ -95,27 +97,46 @@ class Engine:
         self.monitor = Monitor(self)
         self.dialer = Dialer(self, dialer)  # dialer: storage.dialer.DialerStore
         self.callback_calls = Callbacks(self)
+        self.adoption = Adoption(self)
         self.events = Bus()  # live events for the web page
         self.key_latency = Latencies()  # a key's arrival → the engine's next ARI request
         self._tasks: set[asyncio.Task[Any]] = set()
         self._writes: asyncio.Queue[tuple[str, tuple[Any, ...], dict[str, Any]]] = asyncio.Queue()
         self._writer: asyncio.Task[None] | None = None
+        # How `run` leaves the calls: "end" them, "hand_over" (music on hold, a
+        # deadline) or "abandon" (not one request: another engine leads already).
+        self.stop_mode = "end"
 
     # Running
 
-    async def run(self, stop: asyncio.Event) -> None:
+    async def run(self, stop: asyncio.Event, *, hand_over: bool = False) -> None:
+        """Handle calls until `stop`; then end them, or with `hand_over` leave them up
+        in Asterisk for the next engine to adopt (a SIGTERM: restart, upgrade)."""
         await self._load_today()
         connection = asyncio.create_task(self.ari.run(), name="ari")
         watcher = asyncio.create_task(self._watch_config(stop), name="config watcher")
         dialing = asyncio.create_task(self.dialer.run(stop), name="dialer")
-        await stop.wait()
-        await asyncio.gather(dialing, return_exceptions=True)
-        # End the calls while ARI can still hang them up, then close the connection.
-        for session in list(self.sessions.values()):
-            session.put({"type": "StasisEnd", "channel": {"id": session.id}})
-        await asyncio.gather(
-            *(s.task for s in self.sessions.values() if s.task), return_exceptions=True
+        done, _ = await asyncio.wait(
+            [asyncio.ensure_future(stop.wait()), connection, watcher],
+            return_when=asyncio.FIRST_COMPLETED,
         )
+        for task in done & {connection, watcher}:  # must run as long as the engine does
+            log.error("%s stopped: %r; the engine stops", task.get_name(), task.exception())
+            stop.set()
+        await asyncio.gather(dialing, return_exceptions=True)
+        if self.stop_mode == "end" and hand_over:
+            self.stop_mode = "hand_over"
+        if self.stop_mode == "abandon":
+            await self._leave()
+        elif self.stop_mode == "hand_over":
+            await self._hand_over()
+        else:
+            # End the calls while ARI can still hang them up, then close the connection.
+            for session in list(self.sessions.values()):
+                session.put({"type": "StasisEnd", "channel": {"id": session.id}})
+            await asyncio.gather(
+                *(s.task for s in self.sessions.values() if s.task), return_exceptions=True
+            )
         await self.ari.close()
         watcher.cancel()
         await asyncio.gather(connection, watcher, return_exceptions=True)
@@ -138,7 +159,49 @@ class Engine:
     def spawn(self, coroutine: Coroutine[Any, Any, Any]) -> None:
         task = asyncio.create_task(coroutine)
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            exc = task.exception()
+            log.error("background task failed: %r", exc, exc_info=exc)
+
+    async def _leave(self) -> None:
+        self.ari.stop_requests()
+        for session in list(self.sessions.values()):
+            session.handed_over = True
+            if session.task is not None:
+                session.task.cancel()
+        await asyncio.gather(
+            *(s.task for s in self.sessions.values() if s.task), return_exceptions=True
+        )
+
+    async def _hand_over(self) -> None:
+        """Stop without touching the calls: a caller in a menu or a queue hears music on
+        hold until the next engine adopts them, for `handover_grace` seconds at most
+        (then the dialplan's `T`: unavailable_sound, hang-up); conversations go on.
+        Members ringing for a queue are hung up: the next engine rings afresh."""
+        grace = str(int(self.current.config.system.handover_grace))
+        for channel in list(self.queues.ringing):
+            await self.ari.quiet("DELETE", f"channels/{channel}")
+        deadline = {"variable": "TIMEOUT(absolute)", "value": grace}
+        for session in list(self.sessions.values()):
+            session.handed_over = True
+            if session.task is not None:
+                session.task.cancel()
+            if session.conversation is not None or session.peer is not None:
+                continue  # talking, or a phone ringing for them: not in silence
+            if session.playback is not None:
+                await self.ari.quiet("DELETE", f"playbacks/{session.playback}")
+            await self.ari.quiet("POST", f"channels/{session.id}/moh")
+            await self.ari.quiet("POST", f"channels/{session.id}/variable", deadline)
+        for channel in list(self.dialer.calls):  # a citizen is not kept on the line for ever
+            await self.ari.quiet("POST", f"channels/{channel}/variable", deadline)
+        await asyncio.gather(
+            *(s.task for s in self.sessions.values() if s.task), return_exceptions=True
+        )
+        log.info("engine stopped; %d calls left for the next engine", len(self.sessions))
 
     # Events
 
@@ -257,6 +320,15 @@ class Engine:
         for channel_id, session in list(self.sessions.items()):
             if channel_id not in present:
                 session.put({"type": "StasisEnd", "channel": {"id": channel_id}})
+        try:
+            listed = await self.ari.request("GET", "channels")
+        except AriError as exc:
+            log.warning("cannot list the channels of Asterisk: %s", exc)
+            listed = []
+        listed = listed if isinstance(listed, list) else []
+        channels = {str(c.get("id")): c for c in listed if isinstance(c, dict)}
+        self.dialer.forget_gone(set(channels))
+        adopted = await self.adoption.adopt(present, channels)
         ours = set(self.sessions) | set(self.peers) | set(self.queues.ringing)
         ours |= {c for x in self.monitor.listening.values() for c in x.channels}
         ours |= set(self.dialer.calls) | set(self.callback_calls.ringing)
@@ -264,6 +336,29 @@ class Engine:
         for channel_id in present - ours:
             log.info("hanging up channel %s left in %s without a call", channel_id, self.app)
             await self.ari.quiet("DELETE", f"channels/{channel_id}")
+        await self.adoption.close_left(present | set(channels), adopted)
+
+    async def ended_while_away(self, channel: str) -> tuple[datetime, int | None] | None:
+        """When and how `channel` ended, as the dialplan noted it (astpbx-ended); the
+        note is removed. None when Asterisk has none (it restarted since)."""
+        variable = END_VARIABLE + channel
+        try:
+            found = await self.ari.request("GET", "asterisk/variable", {"variable": variable})
+        except AriError:
+            return None
+        end = parse_end(str(found.get("value") or "")) if isinstance(found, dict) else None
+        if end is None:
+            return None
+        await self.ari.quiet("POST", "asterisk/variable", {"variable": variable})
+        return datetime.fromtimestamp(end[0], UTC), end[1]
+
+    def forget_end(self, channel: str) -> None:
+        """The end of `channel` is logged: drop Asterisk's note of it, a little later
+        (the dialplan writes it as the channel goes, maybe after this engine heard)."""
+        params = {"variable": END_VARIABLE + channel}
+        asyncio.get_running_loop().call_later(
+            2.0, lambda: self.spawn(self.ari.quiet("POST", "asterisk/variable", params))
+        )
 
     # What calls share
 

@@ -11,10 +11,11 @@ from pathlib import Path
 from ast_pbx.audio import convert_all
 from ast_pbx.config.configuration import Config
 from ast_pbx.engine.engine import Clock, Engine
+from ast_pbx.engine.leader import Leadership
 from ast_pbx.engine.version import ConfigVersion, prepare
 from ast_pbx.storage.callbacks import CallbackStore
 from ast_pbx.storage.calls import CallLog
-from ast_pbx.storage.db import open_database
+from ast_pbx.storage.db import Database, open_database
 from ast_pbx.storage.dialer import DialerStore
 from ast_pbx.storage.operators import OperatorStore
 from ast_pbx.storage.queues import QueueStats
@@ -24,6 +25,8 @@ from ast_pbx.web.interactions import start_interactions
 from ast_pbx.web.server import HttpServer
 
 log = logging.getLogger("astpbx")
+
+ARI_LOST = 1.0  # seconds: twice this without ARI and a leader leaves the site to a standby
 
 
 def _converted(config: Config, audio_dir: Path) -> dict[str, Path]:
@@ -46,10 +49,65 @@ async def serve(
     *,
     clock: Clock = _utc_now,
     started: Callable[[Engine], None] | None = None,
-) -> None:
-    """Run the engine until `stop` is set."""
+    hand_over: bool = False,
+) -> bool:
+    """Run the engine until `stop` is set: True then. False when it stopped leading the
+    site (its lock connection failed, or it lost ARI while a standby may take over): it
+    may stand by again. With `hand_over` the calls are left for the next engine."""
     system = version.config.system
     database = open_database(system.database_url)
+    leadership = Leadership(database.engine, system.ari.app)
+    try:
+        if not await _lead(leadership, stop):
+            return True
+        return await _serve_leading(
+            path, version, stop, database, leadership, clock, started, hand_over
+        )
+    finally:
+        leadership.release()
+        database.dispose()
+
+
+async def _lead(leadership: Leadership, stop: asyncio.Event) -> bool:
+    """Wait to lead the site; False if `stop` came first."""
+    acquiring = asyncio.ensure_future(leadership.acquire())
+    stopping = asyncio.ensure_future(stop.wait())
+    await asyncio.wait([acquiring, stopping], return_when=asyncio.FIRST_COMPLETED)
+    stopping.cancel()
+    if not acquiring.done():
+        acquiring.cancel()
+        return False
+    acquiring.result()
+    return True
+
+
+async def _watch_leading(engine: Engine, leadership: Leadership, stop: asyncio.Event) -> None:
+    """Set `stop` when this engine must stop acting: its lock is lost, or (when a
+    standby can take over) ARI is unreachable for ARI_LOST seconds."""
+    lost = asyncio.ensure_future(leadership.lost())
+    while not lost.done():
+        await asyncio.wait([lost], timeout=ARI_LOST)
+        if leadership.shared and not engine.ari.connected and not lost.done():
+            await asyncio.sleep(ARI_LOST)
+            if not engine.ari.connected:
+                log.error("ARI unreachable for %.0f s: leaving the site to a standby", ARI_LOST)
+                break
+    lost.cancel()
+    engine.stop_mode = "abandon"  # another engine may act already: no request any more
+    stop.set()
+
+
+async def _serve_leading(  # noqa: PLR0917 - serve's own arguments, passed on
+    path: str,
+    version: ConfigVersion,
+    stop: asyncio.Event,
+    database: Database,
+    leadership: Leadership,
+    clock: Clock,
+    started: Callable[[Engine], None] | None,
+    hand_over: bool,
+) -> bool:
+    system = version.config.system
     await asyncio.to_thread(database.migrate)
     cache = TtsCache(Path(system.paths.dir("tts-cache")), make_engine(system.tts), system.tts.voice)
 
@@ -102,11 +160,13 @@ async def serve(
     await http.start()
     if started is not None:
         started(engine)
+    watching = asyncio.ensure_future(_watch_leading(engine, leadership, stop))
     try:
-        await engine.run(stop)
+        await engine.run(stop, hand_over=hand_over)
     finally:
+        watching.cancel()
         interactions.cancel()
         app.state.live.close()  # open event streams would hold the server
         await http.stop()
         app.state.auth.close()
-        database.dispose()
+    return engine.stop_mode != "abandon"

@@ -68,9 +68,11 @@ class Queues:
             state = QueueState(queue, operator_of_today=self._operator_of_today)
             self.states[queue.number] = state
         now = self.engine.clock()
-        state.enter(session.id, session.call.caller, now)
+        if session.queued_at is None:  # not a caller a predecessor engine had waiting
+            session.queued_at = now
+            self.engine.record("queues.entered", session.id, queue.number, session.call.caller, now)
+        state.enter(session.id, session.call.caller, session.queued_at)
         self.calls[session.id] = (session, queue)
-        self.engine.record("queues.entered", session.id, queue.number, session.call.caller, now)
         self._publish_waiting()
         await self.dispatch(queue.number)
 
@@ -114,6 +116,9 @@ class Queues:
 
     async def dispatch(self, number: str) -> None:
         state = self.states[number]
+        current = self.engine.current.config.targets.get(number)
+        if isinstance(current, Queue) and current is not state.queue:
+            state.reconfigure(current)  # a reload: members and timings as they are now
         presence = self.engine.presence
         members = {m: presence.state(m, busy=m in self.talking) for m in state.queue.members}
         await self._carry_out(number, state.dispatch(self.engine.clock(), members))
@@ -172,6 +177,8 @@ class Queues:
             log.warning("queue %s: ringing %s failed: %s", number, member, exc)
             if self.ringing.pop(channel, None) is not None:
                 self.states[number].declined(call, member)
+                # The next member is tried (and the timers set) as for one who declined.
+                self.engine.spawn(self.dispatch(number))
 
     async def _stop(self, call: str, members: tuple[str, ...]) -> None:
         for channel, (owner, member) in list(self.ringing.items()):

@@ -59,6 +59,28 @@ class Recorder:
             self.snoops.pop(snoop, None)
             self.pending.pop(name, None)
 
+    def adopt(self, call: str, parts: int) -> None:
+        """The recordings a predecessor engine started for `call` go on: their snoops
+        are ours, and their files are collected when they finish."""
+        for part in range(1, parts + 1):
+            name = recording_name(call, part)
+            self.snoops[f"rec-{name}"] = name
+            self.pending[name] = call
+
+    async def collect_left(self, ended: set[str]) -> None:
+        """Recordings of calls that ended while no engine ran (`ended`: their channel
+        ids): Asterisk finished them; fetch each like any other."""
+        try:
+            stored = await self.engine.ari.request("GET", "recordings/stored")
+        except AriError as exc:
+            log.warning("cannot list the stored recordings: %s", exc)
+            return
+        for recording in stored if isinstance(stored, list) else []:
+            name = str(recording.get("name", ""))
+            call = name.removeprefix("astpbx-").rpartition("-")[0]
+            if name.startswith("astpbx-") and call in ended and name not in self.pending:
+                await self._collect(call, name, failed=False)
+
     def owns(self, channel: str) -> bool:
         return channel in self.snoops
 

@@ -12,7 +12,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from ast_pbx.ari import AriError
@@ -29,6 +29,7 @@ from ast_pbx.core.steps import (
     StartTimer,
     StopPlayback,
 )
+from ast_pbx.engine.callstate import DIALING, MENU, QUEUE, TALKING, VARIABLE, Saved
 from ast_pbx.engine.conversation import Conversation
 from ast_pbx.engine.hold import Hold, greeting_text, position_text
 from ast_pbx.engine.presence import bind_code, phone_of_channel
@@ -80,13 +81,34 @@ class CallSession:
         self.queue_answered = False  # for the queue statistics: a talk to end
         self.transfers: list[str] = []  # numbers the call was transferred to
         self.started_at = engine.clock()
-        self._playbacks = 0
+        self._playbacks = 0  # a successor numbers on: ids stay unique
         self.answered_at: datetime | None = None
         self.channel_gone = False  # Asterisk said the caller's channel is gone
         self.hold: Hold | None = None  # the queue's playlist while waiting
         self.dialed_phone: str | None = None
         self._timers: list[asyncio.TimerHandle] = []
         self.task: asyncio.Task[None] | None = None
+        self.adopted: Saved | None = None  # what a predecessor engine wrote down
+        self.queued_at: datetime | None = None  # entered the queue (at a predecessor's)
+        self.external: frozenset[str] = frozenset()  # the conversation's outside parties
+        self.recordings = 0  # recording parts started
+        self._saved = ""  # the state last written on the channel
+        self.handed_over = False  # the engine stops and leaves the call to the next
+
+    @classmethod
+    def adopt(
+        cls, engine: Engine, version: ConfigVersion, channel: dict[str, Any], saved: Saved
+    ) -> CallSession:
+        """A call another engine had (a restart, a standby taking over), from the state
+        it wrote on the channel: `start()` carries it on from there."""
+        args = ["trunk", saved.trunk] if saved.trunk else ["internal"]
+        calls = (saved.caller or "", saved.called) if saved.placed else None
+        session = cls(engine, version, channel, args, calls=calls)
+        session.adopted = saved
+        number = (saved.playback or "").rpartition("-p")[2]
+        session._playbacks = int(number) + 1 if number.isdigit() else 1000
+        session.started_at = datetime.fromtimestamp(saved.started or time.time(), UTC)
+        return session
 
     def start(self) -> None:
         self.task = asyncio.create_task(self._run(), name=f"call {self.id}")
@@ -126,6 +148,7 @@ class CallSession:
                     outcome = "abandoned" if self.channel_gone else "moved"
                     await self.engine.queues.leave(self.id, outcome)
                     self.hold = None
+                    self.queued_at = None
                 if not going_on:
                     break
         except AriError as exc:
@@ -138,9 +161,19 @@ class CallSession:
             log.exception("call %s failed; hanging up", self.id)
             self.call.fail(self._now(), "engine error")
         finally:
+            await self._leave()
+
+    async def _leave(self) -> None:
+        if not self.handed_over:
             await self._finish()
+            return
+        for timer in self._timers:  # the next engine carries the call on
+            timer.cancel()
 
     async def _begin(self) -> None:
+        if self.adopted is not None:
+            await self._resume(self.adopted)
+            return
         log.info("call %s from %s to %s", self.id, self.call.caller, self.call.called)
         self.engine.record(
             "started",
@@ -225,8 +258,10 @@ class CallSession:
             external.add(peer)
         phone = phone or self.dialed_phone  # a queue member, or the phone this call dialed
         phones = {peer: phone} if phone else {}
-        self.conversation = Conversation(self, (self.id, peer), phones, frozenset(external))
+        self.external = frozenset(external)
+        self.conversation = Conversation(self, (self.id, peer), phones, self.external)
         await self.conversation.start()
+        await self.save()
         log.debug("call %s: bridged with %s", self.id, peer)
 
     async def _converse(self, event: dict[str, Any]) -> None:
@@ -260,6 +295,112 @@ class CallSession:
     async def _execute(self, actions: list[Action]) -> None:
         for action in actions:
             await self._do(action)
+        await self.save()
+
+    # What a successor needs (engine.callstate)
+
+    def snapshot(self) -> Saved | None:
+        """Where the call is, for another engine; None where there is nothing to carry
+        on (the call is ending)."""
+        place = self._place()
+        if place is None:
+            return None
+        node = self.call.node
+        conversation = self.conversation
+        return Saved(
+            place,
+            self.call.caller,
+            self.call.called,
+            node=node.number if node is not None and place in (MENU, QUEUE) else None,
+            input=self.call.input if place == MENU else "",
+            visits=list(self.call.visits),
+            ends=self.call.ends,
+            started=self.started_at.timestamp(),
+            answered=self.answered_at.timestamp() if self.answered_at else None,
+            queued=self.queued_at.timestamp() if self.queued_at and place == QUEUE else None,
+            trunk=self.trunk.name if self.trunk else None,
+            placed=self.placed,
+            peer=self.peer,
+            peer_number=self.peer_number,
+            peer_trunk=self.peer_trunk,
+            dialed_phone=self.dialed_phone,
+            bridge=conversation.bridge if conversation else None,
+            parties=list(conversation.parties) if conversation else [],
+            phones=dict(conversation.phones) if conversation else {},
+            external=sorted(self.external),
+            queue_answered=self.queue_answered,
+            transfers=list(self.transfers),
+            recordings=self.recordings,
+            playback=self.playback,
+            transfer=conversation.transferring() if conversation else None,
+        )
+
+    def _place(self) -> str | None:
+        if self.conversation is not None:
+            return None if self.conversation.ended else TALKING
+        if self.peer is not None:
+            return DIALING
+        if self.call.phase is Phase.QUEUED:
+            return QUEUE
+        if self.call.phase in (Phase.PROMPT, Phase.WAITING, Phase.LOOKUP):
+            return MENU if self.call.node is not None else None
+        return None
+
+    async def save(self) -> None:
+        """Write where the call is on its channel when that changed (a new menu, the
+        queue, a conversation): one request per place, not per key."""
+        saved = self.snapshot()
+        text = saved.encode() if saved is not None else ""
+        if not text or text == self._saved:
+            return
+        self._saved = text
+        await self.ari.quiet(
+            "POST", f"channels/{self.id}/variable", {"variable": VARIABLE, "value": text}
+        )
+
+    async def _resume(self, saved: Saved) -> None:
+        """Carry on the call from `saved`: a menu or queue starts over there (the queue
+        keeps the arrival time), a ringing phone rings on, a conversation goes on."""
+        log.info("call %s adopted: %s %s", self.id, saved.place, saved.node or saved.peer)
+        self._saved = saved.encode()
+        self.answered_at = _moment(saved.answered)
+        self.call.visits = list(saved.visits)
+        self.transfers = list(saved.transfers)
+        self.queue_answered = saved.queue_answered
+        self.recordings = saved.recordings
+        self.engine.record(
+            "ensure_started",
+            self.id,
+            self.call.caller,
+            self.call.called,
+            at=self.started_at,
+            trunk=self.trunk.name if self.trunk else None,
+            external=bool(self.trunk and self.trunk.external),
+            config_version=self.version.version,
+        )
+        # What an engine stopping on SIGTERM left: music on hold and a deadline.
+        await self.ari.quiet("DELETE", f"channels/{self.id}/moh")
+        if saved.playback is not None:  # Asterisk would play ours after it
+            await self.ari.quiet("DELETE", f"playbacks/{saved.playback}")
+        await self.ari.quiet(
+            "POST", f"channels/{self.id}/variable", {"variable": "TIMEOUT(absolute)", "value": "0"}
+        )
+        if saved.place in (MENU, QUEUE) and saved.node:
+            self.queued_at = _moment(saved.queued)
+            waited = (self._now() - self.queued_at).total_seconds() if self.queued_at else 0.0
+            await self._execute(
+                self.call.resume(saved.node, saved.input, self._now(), waited=waited)
+            )
+            return
+        self.call.resume_ended(saved.ends)
+        self.peer, self.peer_number = saved.peer, saved.peer_number
+        self.peer_trunk, self.dialed_phone = saved.peer_trunk, saved.dialed_phone
+        if saved.place == DIALING and self.peer is not None:
+            self.engine.watch_peer(self.peer, self)
+            return
+        self.external = frozenset(saved.external)
+        self.conversation = Conversation.adopt(self, saved)
+        await self.conversation.resume(saved)
 
     async def _do(self, action: Action) -> None:
         handlers: dict[type[Action], Callable[[Any], Awaitable[None]]] = {
@@ -372,6 +513,7 @@ class CallSession:
         self.peer = str(peer["id"])
         self.engine.watch_peer(self.peer, self)
         await self.ari.request("POST", f"channels/{self.id}/ring")
+        await self.save()
 
     async def _hangup(self, action: Hangup) -> None:
         log.debug("call %s: hang up (%s)", self.id, action.reason)
@@ -380,16 +522,22 @@ class CallSession:
     async def _finish(self) -> None:
         for timer in self._timers:
             timer.cancel()
-        await self.engine.queues.leave(self.id, "abandoned")
         if self.call.phase is not Phase.ENDED:
             self.call.hangup(self._now())
         try:
+            await self.engine.queues.leave(self.id, "abandoned")
             if self.conversation is not None:
                 await self.conversation.end()
             if not self.channel_gone:
                 await self.ari.quiet("DELETE", f"channels/{self.id}")
         except Exception:  # whatever ARI does now, the call is over for us: log it, forget it
             log.exception("call %s: hanging up failed", self.id)
+        finally:
+            self._close()
+
+    def _close(self) -> None:
+        """The call leaves the engine and its log entry is closed, whatever failed."""
+        self.engine.forget_end(self.id)
         self.engine.queues.hung_up(self.id)
         self.engine.monitor.call_ended(self.id)
         if self.queue_answered:
@@ -410,3 +558,7 @@ class CallSession:
         )
         self.engine.forget(self)
         log.info("call %s ended: %s (%s)", self.id, self.call.ends, reason)
+
+
+def _moment(epoch: float | None) -> datetime | None:
+    return datetime.fromtimestamp(epoch, UTC) if epoch else None

@@ -49,7 +49,10 @@ def load_for_use(
 
 
 def run_rules(loaded: Loaded) -> list[Problem]:
-    unreadable = any(parsed.data is None for parsed in loaded.parsed)
+    # A file or a directory that could not be read: items are missing from the config.
+    unreadable = any(parsed.data is None for parsed in loaded.parsed) or any(
+        p.rule == "file-unreadable" for p in loaded.problems
+    )
     found: list[Problem] = []
     for rule in RULES.values():
         if rule.whole and unreadable:

@@ -109,6 +109,37 @@ class CallLog:
             key = result.inserted_primary_key
             return int(key[0]) if key else 0
 
+    def ensure_started(
+        self,
+        channel_id: str,
+        caller: str | None,
+        called: str,
+        *,
+        at: datetime,
+        trunk: str | None = None,
+        external: bool = False,
+        config_version: str | None = None,
+    ) -> None:
+        """Log a call another engine took first unless its start is logged already (an
+        engine killed before its write queue reached the database)."""
+        if self.get(channel_id) is None:
+            self.started(
+                channel_id,
+                caller,
+                called,
+                at=at,
+                trunk=trunk,
+                external=external,
+                config_version=config_version,
+            )
+
+    def open_channels(self) -> list[tuple[str, datetime]]:
+        """(channel id, start) of every call not ended: a starting engine adopts or
+        closes each."""
+        query = sa.select(Call.channel_id, Call.started_at).where(Call.ended_at.is_(None))
+        with self._database.connection() as connection:
+            return [(str(c), t) for c, t in connection.execute(query)]
+
     def answered(self, channel_id: str, at: datetime) -> bool:
         """Note the answer time; the first one stays. False if the call is unknown."""
         at = _aware(at)

@@ -486,6 +486,36 @@ class DialerStore:
             )
             return TaskRecord.of(connection.execute(_task(task_id)).one())
 
+    def open_attempts(self) -> list[AttemptRecord]:
+        """Attempts not finished: a starting engine adopts the calls still up and closes
+        the ones that ended while no engine ran."""
+        query = sa.select(DialerAttempt).where(DialerAttempt.ended_at.is_(None))
+        with self._database.session() as session:
+            return [AttemptRecord.of(r) for r in session.connection().execute(query)]
+
+    def take_over(self, attempt_id: int, worker: str, until: datetime) -> TaskRecord | None:
+        """`worker` carries on attempt `attempt_id` (its call is still up) under a lease of
+        its own until `until`; the task, or None when the attempt is no longer its task's
+        newest or the task is done or gone."""
+        with self._database.session() as session:
+            connection = session.connection()
+            task_id = connection.scalar(
+                sa.select(DialerAttempt.task_id).where(DialerAttempt.id == attempt_id)
+            )
+            newest = connection.scalar(
+                sa.select(sa.func.max(DialerAttempt.id)).where(DialerAttempt.task_id == task_id)
+            )
+            if task_id is None or newest != attempt_id:
+                return None
+            taken = connection.execute(
+                sa.update(DialerTask)
+                .where(DialerTask.id == task_id, DialerTask.done.is_(False))
+                .values(lease_owner=_worker(worker), lease_until=aware(until))
+            ).rowcount
+            if not taken:
+                return None
+            return TaskRecord.of(connection.execute(_task(task_id)).one())
+
     def recover(self, now: datetime) -> int:
         """Free the tasks whose lease ran out before `now` (their worker died): the open
         attempts are closed as "lost" at `now`, the counters stay, the lease is cleared

@@ -17,7 +17,8 @@ loader_rule(
     "file-unreadable",
     Level.ERROR,
     """
-    A config file could not be read (permissions, a broken link).
+    A config file could not be read (permissions, a broken link), or a directory of the
+    config could not be listed: the files in it are missing from the configuration.
 """,
 )
 loader_rule(
