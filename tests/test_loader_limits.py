@@ -4,12 +4,18 @@ that no quoting makes valid, values megabytes long, secrets from the environment
 
 from __future__ import annotations
 
+import errno
 import json
+import os
+import shutil
 import subprocess
 import sys
+from pathlib import Path
+from typing import Any
 
 import pytest
 
+from ast_pbx.config.loader import load
 from ast_pbx.config.yamlread import SAFE_COMPOSE_DEPTH, _depth_bound
 from tests.conftest import ROOT, WriteConfig, check_dir, located
 from tests.test_cli import astpbx
@@ -88,3 +94,52 @@ def test_100_levels_are_read_101_refused_whether_walked_first_or_not(
     assert "yaml-syntax" not in {p.rule for p in check_dir(directory).problems}
     directory = write_config(base=False, **{"a.yaml": too_deep})
     assert ("a.yaml", 2, 8 + 97, "yaml-syntax") in located(check_dir(directory), directory)
+
+
+def test_a_directory_that_cannot_be_listed_is_a_problem_naming_it(
+    write_config: WriteConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Tests run as root, whom permission bits do not stop: the listing itself is refused.
+    directory = write_config(**{"locked__phones.yaml": 'phones:\n  - {number: "1003"}\n'})
+    locked = directory / "locked"
+    listing = os.scandir
+
+    def scandir(path: Any = ".") -> Any:
+        if os.fspath(path) == str(locked):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), os.fspath(path))
+        return listing(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    report = check_dir(directory)
+    assert [(p.where.file, p.rule, p.message) for p in report.problems] == [
+        (str(locked), "file-unreadable", "cannot list this directory: Permission denied")
+    ]
+    assert report.files == (str(directory / "base.yaml"),)
+    # The config itself (not only check's report) carries the error: the engine refuses it.
+    assert [p.rule for p in load(str(directory), {}).errors] == ["file-unreadable"]
+
+
+def test_a_config_directory_that_cannot_be_listed_exits_1_not_2(tmp_path: Path) -> None:
+    """For real: root drops the two capabilities that let it read any directory (as in
+    test_fuzz's unreadable file)."""
+    if shutil.which("setpriv") is None and os.geteuid() == 0:
+        pytest.skip("needs setpriv to drop root's capabilities")
+    config = tmp_path / "config"
+    (config / "sub").mkdir(parents=True)
+    (config / "a.yaml").write_text("phones: []\n", encoding="utf-8")
+    (config / "sub" / "b.yaml").write_text("phones: []\n", encoding="utf-8")
+    (config / "sub").chmod(0)
+    try:
+        command = [sys.executable, "-m", "ast_pbx", "check", str(config), "--format", "json"]
+        if os.geteuid() == 0:
+            dac = "-dac_override,-dac_read_search"
+            command = ["setpriv", f"--inh-caps={dac}", f"--bounding-set={dac}", *command]
+        result = subprocess.run(
+            command, cwd=ROOT, capture_output=True, text=True, timeout=60, check=False
+        )
+    finally:
+        (config / "sub").chmod(0o755)
+    assert result.returncode == 1, result.stdout + result.stderr
+    problems = json.loads(result.stdout)["problems"]
+    assert [(p["file"], p["rule"]) for p in problems] == [(str(config / "sub"), "file-unreadable")]
+    assert "Permission denied" in problems[0]["message"]
