@@ -143,3 +143,46 @@ def test_a_config_directory_that_cannot_be_listed_exits_1_not_2(tmp_path: Path) 
     problems = json.loads(result.stdout)["problems"]
     assert [(p["file"], p["rule"]) for p in problems] == [(str(config / "sub"), "file-unreadable")]
     assert "Permission denied" in problems[0]["message"]
+
+
+NEGATIVE = """\
+rules:
+  - number: -92233
+    callers: ["+79181234567", -5]
+    goto: -3
+"""
+
+
+def test_a_negative_unquoted_number_is_an_error_with_no_invalid_fix(
+    write_config: WriteConfig,
+) -> None:
+    # Was a number-not-quoted warning suggesting `write "-92233"`, itself a schema error;
+    # the warning hid the schema error at the same place and check passed.
+    directory = write_config(**{"neg.yaml": NEGATIVE})
+    report = check_dir(directory)
+    problems = [(p.where.line, p.where.col, p.rule, p.message) for p in report.problems]
+    never = "digits, '*' and '#', with an optional leading '+', never negative"
+    assert problems == [
+        (2, 13, "schema", f"rules[0].number: -92233 is not a telephone number: {never}"),
+        (3, 31, "schema", f"rules[0].callers[1]: -5 is not a telephone number: {never}"),
+        # The schema says the same; the semantic rule's error at the place stands for it.
+        (
+            4,
+            11,
+            "unknown-goto",
+            "the rule for -92233 goes to -3, which is not a phone, menu, "
+            "queue or rule number and matches no trunk",
+        ),
+    ]
+    result = astpbx("check", str(directory))
+    assert result.returncode == 1
+    assert 'write "-' not in result.stdout
+
+
+def test_a_warning_does_not_hide_a_schema_error_at_the_same_place(
+    write_config: WriteConfig,
+) -> None:
+    # system.ari.username is a string: an unquoted 1234 is an error, and quoting fixes it.
+    directory = write_config(**{"s.yaml": "system:\n  ari: {username: 1234}\n"})
+    found = {(p.level.value, p.rule, p.where.line) for p in check_dir(directory).problems}
+    assert found == {("error", "schema", 2), ("warning", "number-not-quoted", 2)}

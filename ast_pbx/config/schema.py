@@ -114,6 +114,10 @@ _PATTERN_HINTS = {
 }
 
 
+_NUMBER_DEFS = {("$defs", "number"), ("$defs", "target")}
+_NUMBER_RULE = "digits, '*' and '#', with an optional leading '+'"
+
+
 def _message(err: Any, kind: Any) -> str:
     kinds = jsonschema_rs.ValidationErrorKind
     shown = json.dumps(err.instance, ensure_ascii=False, default=str)
@@ -121,6 +125,9 @@ def _message(err: Any, kind: Any) -> str:
         return f"{shown} is not one of: {', '.join(str(o) for o in kind.options)}"
     if isinstance(kind, kinds.Pattern) and kind.pattern in _PATTERN_HINTS:
         return f"{shown} {_PATTERN_HINTS[kind.pattern]}"
+    if isinstance(kind, kinds.Minimum) and tuple(err.schema_path)[:2] in _NUMBER_DEFS:
+        # `number: -92233` is a YAML integer, and no quoting makes it a telephone number.
+        return f"{shown} is not a telephone number: {_NUMBER_RULE}, never negative"
     return str(err.message)
 
 

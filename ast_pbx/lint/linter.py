@@ -72,7 +72,9 @@ def run_rules(loaded: Loaded) -> list[Problem]:
 
 
 def _dedupe(problems: list[Problem]) -> list[Problem]:
-    specific = {p.where for p in problems if p.rule not in _GENERIC}
+    # Only an error explains a schema error: a warning at the same place (number-not-quoted
+    # at `number: -5`) must not hide it, nor turn a failing check into a passing one.
+    specific = {p.where for p in problems if p.rule not in _GENERIC and p.level is Level.ERROR}
     unique = dict.fromkeys(p for p in problems if p.rule not in _GENERIC or p.where not in specific)
     return list(unique)
 

@@ -16,6 +16,9 @@ from ast_pbx.lint.registry import Finding, rule
 # personnel numbers, where YAML would drop leading zeros), and keys whose lists hold numbers.
 NUMBER_KEYS = frozenset({"number", "goto", "inbound", "to", "from", "username", "login"})
 NUMBER_LIST_KEYS = frozenset({"members", "callers", "visits"})
+# Of those, the keys whose values are digit strings of the number pattern (not the SIP user
+# names and logins): a negative integer there has no quoted form, the schema refuses it.
+_NEVER_NEGATIVE = (NUMBER_KEYS | NUMBER_LIST_KEYS) - {"username", "login"}
 # An operator binds a phone to themselves by dialing 1*NNNNN (the manual's "Привязать").
 BIND_CODE = re.compile(r"1\*[0-9]*")
 
@@ -86,6 +89,7 @@ def number_not_quoted(loaded: Loaded) -> Iterator[Finding]:
 
     YAML reads `number: 0123` as 123 and `callers: [+7918...]` as an integer without the
     `+`: the number astpbx sees is not the one written. Quote numbers: `number: "0123"`.
+    (A negative integer is no number at all: an error, `schema`.)
     """
     for parsed in loaded.parsed:
         yield from _unquoted(parsed.data)
@@ -94,13 +98,13 @@ def number_not_quoted(loaded: Loaded) -> Iterator[Finding]:
 def _unquoted(node: Any) -> Iterator[Finding]:
     if isinstance(node, LMap):
         for key, value in node.items():
-            if key in NUMBER_KEYS and _is_int(value):
+            if key in NUMBER_KEYS and _quotable(key, value):
                 yield node.value_at[key], _quote_hint(value)
             elif key in NUMBER_LIST_KEYS and isinstance(value, LSeq):
                 yield from (
                     (w, _quote_hint(v))
                     for v, w in zip(value, value.item_at, strict=True)
-                    if _is_int(v)
+                    if _quotable(key, v)
                 )
             else:
                 yield from _unquoted(value)
@@ -109,8 +113,11 @@ def _unquoted(node: Any) -> Iterator[Finding]:
             yield from _unquoted(item)
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+def _quotable(key: str, value: Any) -> bool:
+    """An integer that quoting makes a valid value of `key`."""
+    if not isinstance(value, int) or isinstance(value, bool):
+        return False
+    return value >= 0 or key not in _NEVER_NEGATIVE
 
 
 def _quote_hint(value: int) -> str:
