@@ -198,7 +198,11 @@ class AriClient:
     # Requests
 
     async def request(
-        self, method: str, path: str, params: Mapping[str, Any] | None = None, body: Any = None
+        self,
+        method: str,
+        path: str,
+        params: Mapping[str, Any] | None = None,
+        body: Any = None,
     ) -> Any:
         """A REST request; the decoded JSON answer (None when empty). AriError on failure."""
         if self._stopped:
@@ -291,8 +295,11 @@ class AriClient:
         try:
             return await self.request(method, path, params)
         except AriError as exc:
-            # A gone channel (404) is the usual case and no news; anything else is.
-            level = logging.DEBUG if exc.status == 404 else logging.WARNING
+            # A gone channel (404), a state already so (422): the usual case and no news;
+            # no answer or a failing Asterisk is.
+            level = (
+                logging.DEBUG if exc.status is not None and exc.status < 500 else logging.WARNING
+            )
             log.log(level, "ARI %s %s failed: %s", method, path, exc)
         return None
 

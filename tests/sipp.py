@@ -163,13 +163,16 @@ class Caller:
         dtmf: str = "rfc4733",
         ends: str = "remote",
         timeout: float = 90,
+        calls: int = 1,
     ) -> CallResult:
+        """`calls` callers, one a second, each with the same input."""
         with RtpSink() as sink:
             path = self.workdir / f"call-{number}-{free_port()}.xml"
             path.write_text(self.scenario(input_text, dtmf, ends, sink.port), encoding="utf-8")
             errors = path.with_suffix(".errors.log")
             command = [
-                *sipp_command(path, self.port, 1, errors),
+                *sipp_command(path, self.port, calls, errors),
+                *(["-r", "1", "-rp", "1000"] if calls > 1 else []),
                 self.target,
                 "-s",
                 number,

@@ -84,7 +84,7 @@ class FakeAri:
         params: dict[str, Any] | None = None,
         body: Any = None,
     ) -> Any:
-        if path.endswith("/variable") and (params or {}).get("variable") == "ASTPBX_STATE":
+        if str((params or {}).get("variable", "")).startswith(("ASTPBX_STATE_", "ASTPBX_END_")):
             self.saved.append((path, str((params or {}).get("value"))))  # tests of adoption
         else:
             self.calls.append((method, path, dict(params) if params is not None else None))

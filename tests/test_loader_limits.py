@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from ast_pbx.config.loader import load
+from ast_pbx.config.problems import MAX_MESSAGE, Level, Problem, Where
 from ast_pbx.config.yamlread import SAFE_COMPOSE_DEPTH, _depth_bound
 from tests.conftest import ROOT, WriteConfig, check_dir, located
 from tests.test_cli import astpbx
@@ -186,3 +187,69 @@ def test_a_warning_does_not_hide_a_schema_error_at_the_same_place(
     directory = write_config(**{"s.yaml": "system:\n  ari: {username: 1234}\n"})
     found = {(p.level.value, p.rule, p.where.line) for p in check_dir(directory).problems}
     assert found == {("error", "schema", 2), ("warning", "number-not-quoted", 2)}
+
+
+HUGE = 2_000_000
+
+
+@pytest.mark.parametrize(
+    "text, line, rule",
+    [
+        # The schema echoes the value (a pattern, a type), a rule echoes it, ruamel too.
+        ('phones:\n  - {number: "' + "1" * HUGE + 'x", password: long-enough-x}\n', 2, "schema"),
+        ("system:\n  ari: {username: [" + "1, " * (HUGE // 3) + "]}\n", 2, "schema"),
+        ("system:\n  timezone: Mars/" + "x" * HUGE + "\n", 2, "unknown-timezone"),
+        ("rules:\n  - {number: '1', days: [" + "q" * HUGE + "]}\n", 2, "bad-day"),
+        ("phones: *" + "a" * HUGE + "\n", 1, "yaml-syntax"),
+        ("z" * 1_000 + ": 1\n", 1, "unknown-key"),
+    ],
+    ids=["schema-pattern", "schema-type", "rule", "rule-quoted", "yaml-alias", "unknown-key"],
+)
+def test_check_cuts_long_values_in_its_messages(
+    write_config: WriteConfig, text: str, line: int, rule: str
+) -> None:
+    # Each printed the value whole: `check` wrote megabytes.
+    directory = write_config(base=False, **{"long.yaml": text})
+    result = astpbx("check", str(directory))
+    assert result.returncode == 1
+    assert len(result.stdout) < 1_000, result.stdout[:2_000]
+    (problem,) = [p for p in result.stdout.splitlines() if f"[{rule}]" in p]
+    assert problem.startswith(f"{directory / 'long.yaml'}:{line}:")
+    assert "…" in problem
+    assert " characters)" in problem
+
+
+def test_no_message_is_longer_than_the_bound() -> None:
+    problem = Problem(Where("x.yaml", 3, 4), Level.ERROR, "internal-error", "y" * 10_000)
+    assert len(problem.message) <= MAX_MESSAGE + len("… (10000 characters)")
+    assert problem.message.endswith("… (10000 characters)")
+    assert str(problem).startswith("x.yaml:3:4: error [internal-error] yyy")
+
+
+SECRET_ENV = {"S_NUM": "hunter2-number", "S_TZ": "Hunter2/Zone", "S_DB": "sqlite:///hunter2.db"}
+
+
+def test_messages_show_a_value_from_the_environment_as_written(
+    write_config: WriteConfig,
+) -> None:
+    directory = write_config(
+        **{
+            "env.yaml": """\
+            system:
+              timezone: "${S_TZ}"
+              database: "${S_DB}"
+            rules:
+              - {number: "${S_NUM}", days: ["${S_NUM}"], goto: "x-${S_NUM}"}
+            """
+        }
+    )
+    result = astpbx("check", str(directory), env=SECRET_ENV)
+    assert result.returncode == 1
+    assert "hunter2" not in result.stdout.lower(), result.stdout
+    found = {
+        (line.split(": ", 1)[0].rsplit(":", 2)[-2], line.split("[", 1)[1].split("]", 1)[0])
+        for line in result.stdout.splitlines()[:-1]
+    }
+    assert found >= {("2", "unknown-timezone"), ("3", "sqlite-relative-path"), ("5", "schema")}
+    assert "'${S_TZ}' is not an IANA time zone name" in result.stdout
+    assert '"${S_NUM}" (expanded) is not a telephone number' in result.stdout

@@ -36,17 +36,30 @@ def expand_string(text: str, env: Mapping[str, str]) -> tuple[str, list[str]]:
     return _REFERENCE.sub(replace, text), unset
 
 
-def expand_tree(data: Any, env: Mapping[str, str], unset_level: Level) -> list[Problem]:
-    """Expand every string value in place; problems for unset variables."""
+def expand_tree(
+    data: Any,
+    env: Mapping[str, str],
+    unset_level: Level,
+    expansions: dict[Where, tuple[str, str]] | None = None,
+) -> list[Problem]:
+    """Expand every string value in place; problems for unset variables.
+
+    Each expanded value's container remembers it as written (`written_text`), and
+    `expansions` gets its place: (the value expanded, the value as written). A message
+    about the value shows it as written: what came from the environment may be a secret.
+    """
     problems: list[Problem] = []
     for container, key, text in list(walk_strings(data)):
         if "${" not in text:
             continue
         expanded, unset = expand_string(text, env)
         container[key] = expanded
+        container.written[key] = text
         if isinstance(container, LMap) and isinstance(key, str):
             container.templated.add(key)
         where = position_of(container, key) or Where("?")
+        if expansions is not None and expanded != text:
+            expansions[where] = (expanded, text)
         problems.extend(
             Problem(
                 where,

@@ -13,6 +13,7 @@ import stat
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from ast_pbx.config.compile import compile_config
@@ -51,6 +52,19 @@ class Loaded:
     parsed: tuple[ParsedFile, ...] = ()
     lists: dict[str, list[Any]] = field(default_factory=dict)
     maps: dict[str, LMap] = field(default_factory=dict)
+    # The place of every value that came from ${VAR}: (expanded, as written).
+    expansions: dict[Where, tuple[str, str]] = field(default_factory=dict)
+
+    def expansions_in(self, file: str) -> dict[str, str]:
+        """The values of `file` that came from ${VAR}: as expanded → as written."""
+        return self._expansions_by_file.get(file, {})
+
+    @cached_property
+    def _expansions_by_file(self) -> dict[str, dict[str, str]]:
+        by_file: dict[str, dict[str, str]] = {}
+        for where, (expanded, written) in self.expansions.items():
+            by_file.setdefault(where.file, {}).setdefault(expanded, written)
+        return by_file
 
     @property
     def errors(self) -> list[Problem]:
@@ -154,18 +168,20 @@ def load_files(files: Iterable[str], env: Mapping[str, str], *, need_env: bool =
 def _load_files(files: Iterable[str], env: Mapping[str, str], *, need_env: bool) -> Loaded:
     problems: list[Problem] = []
     parsed: list[ParsedFile] = []
+    expansions: dict[Where, tuple[str, str]] = {}
     unset_level = Level.ERROR if need_env else Level.WARNING
     for path in files:
         result = read_file(path)
         problems.extend(result.problems)
         if result.data is not None:
-            problems.extend(expand_tree(result.data, env, unset_level))
+            problems.extend(expand_tree(result.data, env, unset_level, expansions))
             problems.extend(validate(result.data, path))
         parsed.append(result)
     lists, maps, merge_problems = merge(parsed)
     problems.extend(merge_problems)
     names = tuple(p.path for p in parsed)
-    return Loaded(compile_config(lists, maps, names), names, problems, tuple(parsed), lists, maps)
+    config = compile_config(lists, maps, names)
+    return Loaded(config, names, problems, tuple(parsed), lists, maps, expansions)
 
 
 def merge(

@@ -17,8 +17,8 @@ from typing import Any
 
 import jsonschema_rs
 
-from ast_pbx.config.problems import Problem, Where, error
-from ast_pbx.config.yamlread import LMap, key_position, position_of
+from ast_pbx.config.problems import Problem, Where, error, quoted, shown
+from ast_pbx.config.yamlread import LMap, key_position, position_of, written_text
 
 SCHEMA_FILE = "astpbx.schema.json"
 
@@ -57,8 +57,9 @@ def validate(data: Any, path: str) -> list[Problem]:
 
 
 def _problems_of(err: Any, data: Any, path: str) -> list[Problem]:
-    _, value = _resolve(data, list(err.instance_path))
-    where = _value_where(data, list(err.instance_path), path)
+    instance_path = list(err.instance_path)
+    parent, value = _resolve(data, instance_path)
+    where = _value_where(data, instance_path, path)
     kind = err.kind
     if isinstance(kind, jsonschema_rs.ValidationErrorKind.AdditionalProperties):
         return [
@@ -67,20 +68,33 @@ def _problems_of(err: Any, data: Any, path: str) -> list[Problem]:
         ]
     if isinstance(kind, jsonschema_rs.ValidationErrorKind.Required):
         return [error(where, "schema", f"{_label(err)}: missing required key '{kind.property}'")]
-    return [error(where, "schema", f"{_label(err)}: {_message(err, kind)}")]
+    written = written_text(parent, instance_path[-1]) if instance_path else None
+    return [error(where, "schema", f"{_label(err)}: {_message(err, kind, written)}")]
+
+
+def _shown_instance(err: Any, written: str | None) -> str:
+    """The value a schema error is about, as its message shows it: as written when it
+    came from ${VAR} (the expanded value may be a secret), cut when it is long."""
+    if written is not None:
+        return shown(written, quote='"') + " (expanded)"
+    if isinstance(err.instance, str):
+        return shown(json.dumps(err.instance, ensure_ascii=False)[1:-1], quote='"')
+    return shown(json.dumps(err.instance, ensure_ascii=False, default=str))
 
 
 def _unknown_key(err: Any, key: str) -> str:
+    typo = key[:100]  # a longer key is no typo of one of the language's (and difflib is slow)
     if not err.instance_path:
-        close = difflib.get_close_matches(key, sorted(schema()["properties"]), n=1)
-        return f"unknown section '{key}'" + (f"; did you mean '{close[0]}'?" if close else "")
+        close = difflib.get_close_matches(typo, sorted(schema()["properties"]), n=1)
+        hint = f"; did you mean '{close[0]}'?" if close else ""
+        return f"unknown section {quoted(key)}{hint}"
     allowed = _allowed_keys(list(err.schema_path))
-    close = difflib.get_close_matches(key, allowed, n=1)
+    close = difflib.get_close_matches(typo, allowed, n=1)
     if close:
         hint = f"; did you mean '{close[0]}'?"
     else:
         hint = f"; expected one of: {', '.join(allowed)}" if allowed else ""
-    return f"{_label(err)}: unknown key '{key}'{hint}"
+    return f"{_label(err)}: unknown key {quoted(key)}{hint}"
 
 
 def _allowed_keys(schema_path: list[Any]) -> list[str]:
@@ -118,17 +132,22 @@ _NUMBER_DEFS = {("$defs", "number"), ("$defs", "target")}
 _NUMBER_RULE = "digits, '*' and '#', with an optional leading '+'"
 
 
-def _message(err: Any, kind: Any) -> str:
+def _message(err: Any, kind: Any, written: str | None) -> str:
     kinds = jsonschema_rs.ValidationErrorKind
-    shown = json.dumps(err.instance, ensure_ascii=False, default=str)
+    value = _shown_instance(err, written)
     if isinstance(kind, kinds.Enum):
-        return f"{shown} is not one of: {', '.join(str(o) for o in kind.options)}"
+        return f"{value} is not one of: {', '.join(str(o) for o in kind.options)}"
     if isinstance(kind, kinds.Pattern) and kind.pattern in _PATTERN_HINTS:
-        return f"{shown} {_PATTERN_HINTS[kind.pattern]}"
+        return f"{value} {_PATTERN_HINTS[kind.pattern]}"
     if isinstance(kind, kinds.Minimum) and tuple(err.schema_path)[:2] in _NUMBER_DEFS:
         # `number: -92233` is a YAML integer, and no quoting makes it a telephone number.
-        return f"{shown} is not a telephone number: {_NUMBER_RULE}, never negative"
-    return str(err.message)
+        return f"{value} is not a telephone number: {_NUMBER_RULE}, never negative"
+    # jsonschema-rs's own message starts with the value as compact JSON: show it as above.
+    message = str(err.message)
+    compact = json.dumps(err.instance, ensure_ascii=False, separators=(",", ":"), default=str)
+    if message.startswith(compact):
+        return value + message[len(compact) :]
+    return message
 
 
 def _label(err: Any) -> str:

@@ -24,7 +24,7 @@ from ruamel.yaml.events import CollectionEndEvent, CollectionStartEvent, StreamE
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from ruamel.yaml.reader import ReaderError
 
-from ast_pbx.config.problems import Problem, Where, error
+from ast_pbx.config.problems import MAX_SHOWN, Problem, Where, error, quoted, shown
 
 # No config needs more than a handful of levels; deeper documents are refused before
 # the recursive builder could exhaust the interpreter's stack.
@@ -50,7 +50,7 @@ _TEXT_TAGS = {"tag:yaml.org,2002:timestamp", "tag:yaml.org,2002:binary"}
 class LMap(dict[str, Any]):
     """A mapping that knows where it, each key and each value stand."""
 
-    __slots__ = ("key_at", "templated", "value_at", "where")
+    __slots__ = ("key_at", "templated", "value_at", "where", "written")
 
     def __init__(self, where: Where) -> None:
         super().__init__()
@@ -58,17 +58,19 @@ class LMap(dict[str, Any]):
         self.key_at: dict[str, Where] = {}
         self.value_at: dict[str, Where] = {}
         self.templated: set[str] = set()  # keys whose value came from ${VAR}
+        self.written: dict[str, str] = {}  # their values as written, before expansion
 
 
 class LSeq(list[Any]):
     """A sequence that knows where it and each item stand."""
 
-    __slots__ = ("item_at", "where")
+    __slots__ = ("item_at", "where", "written")
 
     def __init__(self, where: Where) -> None:
         super().__init__()
         self.where = where
         self.item_at: list[Where] = []
+        self.written: dict[int, str] = {}  # items that came from ${VAR}, as written
 
 
 def position_of(container: Any, key: str | int) -> Where | None:
@@ -77,6 +79,15 @@ def position_of(container: Any, key: str | int) -> Where | None:
         return container.value_at.get(key)
     if isinstance(container, LSeq) and isinstance(key, int) and 0 <= key < len(container.item_at):
         return container.item_at[key]
+    return None
+
+
+def written_text(container: Any, key: str | int) -> str | None:
+    """The value under `key` as written, when it came from ${VAR} (and so must not be
+    echoed as expanded: it may be a secret)."""
+    if isinstance(container, LMap | LSeq):
+        found: str | None = container.written.get(key)  # type: ignore[arg-type]
+        return found
     return None
 
 
@@ -246,11 +257,20 @@ def _syntax_problem(exc: MarkedYAMLError, path: str, text: str) -> Problem:
     where = Where(path, mark.line + 1, mark.column + 1) if mark is not None else Where(path)
     parts = [p for p in (exc.context, exc.problem) if p]
     message = ", ".join(parts) if parts else "invalid YAML"
+    # ruamel quotes what it found (an alias name, a character): a long one is cut.
+    message = _LONG_QUOTED.sub(_cut_quoted, message)
     lines = text.splitlines()
     if "${" in (lines[where.line - 1] if 0 < where.line <= len(lines) else ""):
         # `{url: x, password: ${PW}}`: the braces of ${} end a flow mapping early.
         message += '; inside {…} or […] quote values that use ${VAR}: "${VAR}"'
     return error(where, "yaml-syntax", message)
+
+
+_LONG_QUOTED = re.compile(f"'([^']{{{MAX_SHOWN + 1},}})'")
+
+
+def _cut_quoted(match: re.Match[str]) -> str:
+    return quoted(match.group(1))
 
 
 # The line breaks libyaml counts (YAML 1.1 also breaks lines at NEL, LS and PS).
@@ -297,7 +317,7 @@ class _Builder:
             return None
         if node.tag not in _COLLECTION_TAGS:
             self.problems.append(
-                error(self.where(node), "yaml-syntax", f"unknown tag '{node.tag}'")
+                error(self.where(node), "yaml-syntax", f"unknown tag {quoted(node.tag)}")
             )
         again = id(node) in self.built
         self.built.add(id(node))
@@ -329,7 +349,12 @@ class _Builder:
         try:
             return self.construct(node)
         except Exception as exc:  # ruamel's constructors fail in many ways on `!!int ''`
-            message = getattr(exc, "problem", None) or f"cannot read '{node.value}' as {node.tag}"
+            problem = getattr(exc, "problem", None)
+            message = (
+                _LONG_QUOTED.sub(_cut_quoted, str(problem))
+                if problem
+                else f"cannot read {quoted(node.value)} as {shown(node.tag)}"
+            )
             self.problems.append(error(self.where(node), "yaml-syntax", message))
             return node.value
 
@@ -356,7 +381,8 @@ class _Builder:
                     error(
                         self.where(key_node),
                         "duplicate-key",
-                        f"duplicate key '{key}' (first at line {first.line}); YAML keeps only one",
+                        f"duplicate key {quoted(key)} (first at line {first.line}); "
+                        "YAML keeps only one",
                     )
                 )
                 continue

@@ -1,9 +1,8 @@
 """A starting engine takes over what its predecessor left in Asterisk.
 
-Calls: every channel in the Stasis application that carries a state
-(`engine.callstate`) is carried on by a session of this engine from where it was; a
-caller without one (its engine died before writing it) starts from the beginning; the
-channels that belong to an adopted call (its peer, its recording's snoop) are that
+Calls: every channel in the Stasis application with a state (`engine.callstate`) is
+carried on by a session of this engine from where it was; a caller without one (its
+engine died before writing it) starts from the beginning; the channels that belong to an adopted call (its peer, its recording's snoop) are that
 call's. Members ringing for an adopted queue call are hung up and the queue rings
 afresh. Listen-in legs and what nothing owns are hung up by the engine's resync.
 
@@ -22,7 +21,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from ast_pbx.ari import AriError
-from ast_pbx.engine.callstate import QUEUE, TALKING, VARIABLE, Saved, decode
+from ast_pbx.engine.callstate import QUEUE, STATE_VARIABLE, TALKING, Saved, decode
 from ast_pbx.engine.session import CallSession
 
 if TYPE_CHECKING:
@@ -86,7 +85,7 @@ class Adoption:
     async def _state(self, channel: str) -> Saved | None:
         try:
             found = await self.engine.ari.request(
-                "GET", f"channels/{channel}/variable", {"variable": VARIABLE}
+                "GET", "asterisk/variable", {"variable": STATE_VARIABLE + channel}
             )
         except AriError:
             return None

@@ -1,8 +1,9 @@
 """What a call's session writes down so that another engine can carry the call on.
 
-The state lives on the caller's channel in Asterisk, as the channel variable
-`ASTPBX_STATE` (compact JSON): it is there for as long as the call is, whichever engine
-reads it, and goes with the channel — nothing to clean up. The session writes it when
+The state lives in Asterisk, as the global variable `ASTPBX_STATE_<channel id>`
+(compact JSON), where any engine reads it for as long as the call is up; the engine
+that sees the call end removes it. Not a channel variable: setting one is queued behind
+the channel's playback and waits for the prompt to end. The session writes it when
 the call reaches a new place (a menu, a queue, a ringing phone, a conversation, a step
 of a transfer), not on every key: a successor starts the place over (a menu's prompt is
 played again, digits typed so far are asked again) rather than resuming mid-prompt.
@@ -17,7 +18,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-VARIABLE = "ASTPBX_STATE"
+STATE_VARIABLE = "ASTPBX_STATE_"  # + channel id
 END_VARIABLE = "ASTPBX_END_"  # + channel id: a global the dialplan sets as a channel ends
 
 # Where a call is, as a successor must know it.

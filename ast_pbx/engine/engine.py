@@ -18,7 +18,7 @@ from ast_pbx.core.scenarios import Answer
 from ast_pbx.core.steps import Play
 from ast_pbx.engine.adoption import Adoption
 from ast_pbx.engine.callbacks import Callbacks
-from ast_pbx.engine.callstate import END_VARIABLE, parse_end
+from ast_pbx.engine.callstate import END_VARIABLE, STATE_VARIABLE, parse_end
 from ast_pbx.engine.dialer import Dialer
 from ast_pbx.engine.directory import SqlDirectory
 from ast_pbx.engine.events import Bus
@@ -337,6 +337,7 @@ class Engine:
             log.info("hanging up channel %s left in %s without a call", channel_id, self.app)
             await self.ari.quiet("DELETE", f"channels/{channel_id}")
         await self.adoption.close_left(present | set(channels), adopted)
+        log.info("in charge of %d calls", len(self.sessions))
 
     async def ended_while_away(self, channel: str) -> tuple[datetime, int | None] | None:
         """When and how `channel` ended, as the dialplan noted it (astpbx-ended); the
@@ -350,15 +351,18 @@ class Engine:
         if end is None:
             return None
         await self.ari.quiet("POST", "asterisk/variable", {"variable": variable})
+        await self.ari.quiet("POST", "asterisk/variable", {"variable": STATE_VARIABLE + channel})
         return datetime.fromtimestamp(end[0], UTC), end[1]
 
     def forget_end(self, channel: str) -> None:
-        """The end of `channel` is logged: drop Asterisk's note of it, a little later
-        (the dialplan writes it as the channel goes, maybe after this engine heard)."""
-        params = {"variable": END_VARIABLE + channel}
-        asyncio.get_running_loop().call_later(
-            2.0, lambda: self.spawn(self.ari.quiet("POST", "asterisk/variable", params))
-        )
+        """The end of `channel` is logged: drop Asterisk's notes of it (its end, its
+        state), a little later: the dialplan writes the end as the channel goes, maybe
+        after this engine heard."""
+        asyncio.get_running_loop().call_later(2.0, lambda: self.spawn(self._forget(channel)))
+
+    async def _forget(self, channel: str) -> None:
+        for variable in (END_VARIABLE + channel, STATE_VARIABLE + channel):
+            await self.ari.quiet("POST", "asterisk/variable", {"variable": variable})
 
     # What calls share
 

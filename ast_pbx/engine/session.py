@@ -29,7 +29,7 @@ from ast_pbx.core.steps import (
     StartTimer,
     StopPlayback,
 )
-from ast_pbx.engine.callstate import DIALING, MENU, QUEUE, TALKING, VARIABLE, Saved
+from ast_pbx.engine.callstate import DIALING, MENU, QUEUE, STATE_VARIABLE, TALKING, Saved
 from ast_pbx.engine.conversation import Conversation
 from ast_pbx.engine.hold import Hold, greeting_text, position_text
 from ast_pbx.engine.presence import bind_code, phone_of_channel
@@ -354,9 +354,12 @@ class CallSession:
         if not text or text == self._saved:
             return
         self._saved = text
-        await self.ari.quiet(
-            "POST", f"channels/{self.id}/variable", {"variable": VARIABLE, "value": text}
-        )
+        try:
+            await self.ari.request(
+                "POST", "asterisk/variable", {"variable": STATE_VARIABLE + self.id, "value": text}
+            )
+        except AriError as exc:
+            log.warning("call %s: its state not written: %s", self.id, exc)
 
     async def _resume(self, saved: Saved) -> None:
         """Carry on the call from `saved`: a menu or queue starts over there (the queue

@@ -9,7 +9,7 @@ from ast_pbx.config.loader import Loaded, load
 from ast_pbx.config.problems import Level, Problem, Where, error
 from ast_pbx.errors import ConfigInvalid
 from ast_pbx.lint import rules as _rules  # noqa: F401  (registers the rules)
-from ast_pbx.lint.registry import RULES
+from ast_pbx.lint.registry import RULES, as_shown
 
 # Schema problems that a semantic rule explains better at the same place (an invalid day:
 # the enum error and bad-day) are dropped in favour of the rule's message.
@@ -61,13 +61,8 @@ def run_rules(loaded: Loaded) -> list[Problem]:
             found.extend(rule.run(loaded))
         except Exception as exc:  # a bug in one rule must not hide the other problems
             where = Where(loaded.files[0] if loaded.files else "?")
-            found.append(
-                error(
-                    where,
-                    "internal-error",
-                    f"rule {rule.id} failed ({type(exc).__name__}: {exc}); please report this",
-                )
-            )
+            failed = f"rule {rule.id} failed ({type(exc).__name__}: {exc}); please report this"
+            found.append(error(where, "internal-error", as_shown(failed, where, loaded)))
     return _sorted(_dedupe([*loaded.problems, *found]), loaded.files)
 
 

@@ -9,11 +9,12 @@ so that they are documented and listed like the others.
 from __future__ import annotations
 
 import inspect
+import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from ast_pbx.config.loader import Loaded
-from ast_pbx.config.problems import Level, Problem, Where
+from ast_pbx.config.problems import MAX_SHOWN, Level, Problem, Where, quoted, shown
 
 Finding = tuple[Where, str]
 Check = Callable[[Loaded], Iterable[Finding]]
@@ -37,7 +38,47 @@ class Rule:
         if self.check is None:
             return
         for where, message in self.check(loaded):
-            yield Problem(where, self.level, self.id, message)
+            yield Problem(where, self.level, self.id, as_shown(message, where, loaded))
+
+
+# In a rule's message, a value: quoted, or a run without spaces (a number, an id, a URL).
+_LONG_VALUE = re.compile(f"'([^'\\n]{{{MAX_SHOWN + 1},}})'|(?<!\\S)\\S{{{MAX_SHOWN + 1},}}")
+
+
+def as_shown(message: str, where: Where, loaded: Loaded) -> str:
+    """A rule's message as `check` shows it.
+
+    Values that came from ${VAR} as written, not as expanded: what the environment gave
+    may be a secret. That is the value at `where`, and any other of its file (the number
+    of the rule a problem is about, say) at least _MIN_SECRET long that the message holds.
+    Values longer than MAX_SHOWN are cut, with the full length noted (but not the place of
+    a config file, `a/b.yaml:3:5`, that a message names).
+    """
+    here = loaded.expansions.get(where)
+    for expanded, written in loaded.expansions_in(where.file).items():
+        if expanded in message and (len(expanded) >= _MIN_SECRET or here == (expanded, written)):
+            message = _as_written(message, expanded, written)
+
+    def cut(match: re.Match[str]) -> str:
+        if match.group(1) is not None:
+            return quoted(match.group(1))
+        token = match.group()
+        if token.startswith(loaded.files):
+            return token
+        return shown(token)
+
+    return _LONG_VALUE.sub(cut, message)
+
+
+# Shorter values are replaced only where the problem stands: `1` is in `a.yaml:1:3` too.
+_MIN_SECRET = 4
+
+
+def _as_written(message: str, expanded: str, written: str) -> str:
+    # The value whole, not in a longer word, nor a line or column in `a.yaml:12:3`.
+    value = re.compile(f"(?<![\\w:]){re.escape(expanded)}(?!\\w|:\\d)")
+    # Not inside what is already shown as written: `${N:-1001}` holds its default.
+    return written.join(value.sub(lambda _: written, part) for part in message.split(written))
 
 
 RULES: dict[str, Rule] = {}

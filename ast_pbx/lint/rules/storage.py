@@ -30,10 +30,18 @@ def sqlite_relative_path(loaded: Loaded) -> Iterator[Finding]:
         ("system.database", config.system.database, config.system.at("database")),
         ("directory.url", config.directory.url, config.directory.at("url")),
     ):
-        if _relative_sqlite(url):
-            absolute = f"sqlite:////{(url or '').removeprefix('sqlite:///')}"
+        if not _relative_sqlite(url):
+            continue
+        if where in loaded.expansions:  # from ${VAR}: show it as written, not what it holds
             yield (
                 where,
-                f"{what} {url} is relative to the working directory; for an absolute "
-                f"path write {absolute}",
+                f"{what} {url} is a path relative to the working directory; for an absolute "
+                "path write four slashes: sqlite:////…",
             )
+            continue
+        absolute = f"sqlite:////{(url or '').removeprefix('sqlite:///')}"
+        yield (
+            where,
+            f"{what} {url} is relative to the working directory; for an absolute "
+            f"path write {absolute}",
+        )
