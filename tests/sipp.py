@@ -164,15 +164,16 @@ class Caller:
         ends: str = "remote",
         timeout: float = 90,
         calls: int = 1,
+        rate: int = 1,
     ) -> CallResult:
-        """`calls` callers, one a second, each with the same input."""
+        """`calls` callers, `rate` a second, each with the same input."""
         with RtpSink() as sink:
             path = self.workdir / f"call-{number}-{free_port()}.xml"
             path.write_text(self.scenario(input_text, dtmf, ends, sink.port), encoding="utf-8")
             errors = path.with_suffix(".errors.log")
             command = [
                 *sipp_command(path, self.port, calls, errors),
-                *(["-r", "1", "-rp", "1000"] if calls > 1 else []),
+                *(["-r", str(rate), "-rp", "1000"] if calls > 1 else []),
                 self.target,
                 "-s",
                 number,
