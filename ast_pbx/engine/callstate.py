@@ -38,8 +38,8 @@ class Transferring:
 @dataclass
 class Saved:
     place: str  # MENU, QUEUE, DIALING or TALKING
-    caller: str | None
-    called: str
+    caller: str | None = None  # defaults: encode leaves them out (an anonymous caller)
+    called: str = ""
     node: str | None = None  # the menu's or queue's number
     input: str = ""  # digits the menu was entered with (a case number)
     visits: list[str] = field(default_factory=list)
