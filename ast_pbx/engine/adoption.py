@@ -2,9 +2,10 @@
 
 Calls: every channel in the Stasis application with a state (`engine.callstate`) is
 carried on by a session of this engine from where it was; a caller without one (its
-engine died before writing it) starts from the beginning; the channels that belong to an adopted call (its peer, its recording's snoop) are that
-call's. Members ringing for an adopted queue call are hung up and the queue rings
-afresh. Listen-in legs and what nothing owns are hung up by the engine's resync.
+engine died before writing it) starts from the beginning; the channels that belong to
+an adopted call (its peer, its recording's snoop) are that call's. Members ringing for
+an adopted queue call are hung up and the queue rings afresh. Listen-in legs and what
+nothing owns are hung up by the engine's resync.
 
 The log: a call still open in the database whose channel is gone ended while no engine
 ran. It is closed with the time and cause the dialplan noted as it ended (the global
@@ -21,8 +22,8 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from ast_pbx.ari import AriError
-from ast_pbx.engine.callstate import QUEUE, STATE_VARIABLE, TALKING, Saved, decode
-from ast_pbx.engine.session import CallSession
+from ast_pbx.engine.callstate import DIALING, QUEUE, STATE_VARIABLE, Saved, decode
+from ast_pbx.engine.session import PEER_UP, CallSession
 
 if TYPE_CHECKING:
     from ast_pbx.engine.engine import Engine
@@ -58,12 +59,14 @@ class Adoption:
         for channel, saved in sorted(states.items(), key=lambda i: i[1].queued or i[1].started):
             if channel in owned and channel not in (saved.parties[:1] or [channel]):
                 continue  # a party of another adopted call (a transfer's target)
-            self._start(CallSession.adopt(engine, engine.current, _info(channels, channel), saved))
+            session = CallSession.adopt(engine, engine.current, _info(channels, channel), saved)
+            _claim(engine, session, saved)  # before the sweep of what nobody owns
+            if saved.place == DIALING and saved.peer in present:
+                session.put({"type": PEER_UP, "peer": saved.peer})  # answered while away
+            self._start(session)
             adopted.add(channel)
             if saved.place == QUEUE:
                 await self._stop_ringing(channel, channels)
-            if saved.place == TALKING and saved.recordings:
-                adopted |= {p for p in saved.parties if p}
         for channel in fresh:
             info = _info(channels, channel)
             context = str((info.get("dialplan") or {}).get("context", ""))
@@ -147,3 +150,12 @@ def _info(channels: dict[str, dict[str, Any]], channel: str) -> dict[str, Any]:
 def _from_dialplan(info: dict[str, Any] | None) -> bool:
     context = str(((info or {}).get("dialplan") or {}).get("context", ""))
     return context.startswith(DIALPLAN)
+
+
+def _claim(engine: Engine, session: CallSession, saved: Saved) -> None:
+    """The channels an adopted call owns: its peer or parties, its recording's snoop."""
+    for channel in (*saved.parties, saved.peer):
+        if channel and channel != session.id:
+            engine.watch_peer(channel, session)
+    if saved.recordings:
+        engine.recorder.adopt(session.id, saved.recordings)

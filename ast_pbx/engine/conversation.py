@@ -233,12 +233,14 @@ class Conversation:
             return
         if self.playlist is None:
             self.playback = await self._play(transferee, "tone:ring", self.playback)
+            await self.session.save()
             return
         for _ in self.playlist.playlist.items:
             item = await self.session.hold_item(self.playlist.next())
             if item is not None:
                 media = await self.session.engine.media(self.session.version, item)
                 self.playback = await self._play(transferee, media, self.playback)
+                await self.session.save()  # a successor stops what plays now
                 return
 
     async def _tone(self, channel: str, tone: str | None) -> None:

@@ -381,12 +381,18 @@ class CallSession:
             external=bool(self.trunk and self.trunk.external),
             config_version=self.version.version,
         )
-        # What an engine stopping on SIGTERM left: music on hold and a deadline.
-        await self.ari.quiet("DELETE", f"channels/{self.id}/moh")
         if saved.playback is not None:  # Asterisk would play ours after it
             await self.ari.quiet("DELETE", f"playbacks/{saved.playback}")
-        await self.ari.quiet(
-            "POST", f"channels/{self.id}/variable", {"variable": "TIMEOUT(absolute)", "value": "0"}
+        # What an engine stopping on SIGTERM left: music on hold and a deadline. Not
+        # awaited: Asterisk runs both after what the channel plays now (a held party's
+        # song), and the call must not wait for that.
+        self.engine.spawn(self.ari.quiet("DELETE", f"channels/{self.id}/moh"))
+        self.engine.spawn(
+            self.ari.quiet(
+                "POST",
+                f"channels/{self.id}/variable",
+                {"variable": "TIMEOUT(absolute)", "value": "0"},
+            )
         )
         if saved.place in (MENU, QUEUE) and saved.node:
             self.queued_at = _moment(saved.queued)
@@ -547,7 +553,7 @@ class CallSession:
             talk_ended = self.conversation.talk_ended_at if self.conversation else None
             self.engine.record("queues.talk_ended", self.id, talk_ended or self._now())
         ended = self.call.steps[-1] if self.call.steps else None
-        reason = getattr(ended, "reason", None)
+        reason = getattr(ended, "reason", None) or ("adopted" if self.adopted else None)
         if self.transfers:
             reason = f"{reason}; transferred to {', '.join(self.transfers)}"
         self.engine.record(
