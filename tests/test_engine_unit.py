@@ -652,6 +652,7 @@ def test_dialing_a_phone_bridges_and_the_peer_hanging_up_ends_the_call(
                     "timeout": 30,
                     "callerId": "+7900",
                     "originator": "c1",
+                    "channelId": "c1-d0",  # ours: a successor tells a call's leg by it
                 },
             ),
             ("POST", "channels/c1/ring", None),

@@ -7,6 +7,7 @@ register to the sandbox like real ones and call each other through it.
 
 from __future__ import annotations
 
+import socket
 import time
 import wave
 from collections.abc import Iterator
@@ -21,7 +22,7 @@ from ast_pbx.storage.calls import CallLog, CallRecord
 from ast_pbx.storage.db import open_database
 from tests.engine_process import EngineProcess
 from tests.live_engine import eventually
-from tests.sandbox_fixture import SandboxInfo
+from tests.sandbox_fixture import SandboxInfo, free_port
 from tests.sip_world import write_config
 from tests.softphone import AnswerMode, Phone, Softphones
 from tests.test_sip_phones import loud_seconds, tone
@@ -48,7 +49,7 @@ class Site:
 @pytest.fixture(scope="module")
 def site(sandbox: SandboxInfo, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     base = tmp_path_factory.mktemp("survival-phones")
-    path = write_config(sandbox, base, {"rfc4733": 0})
+    path = write_config(sandbox, base, {"rfc4733": free_port(socket.SOCK_DGRAM)})
     (path / "rules.yaml").unlink()
     (path / "tests.yaml").unlink()
     config = load_for_use(str(path), need_env=False).config

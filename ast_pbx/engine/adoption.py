@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +33,9 @@ log = logging.getLogger("astpbx.adoption")
 
 # Channels the engine placed, by the id it gave them: not callers.
 PLACED = ("rec-", "snoop-", "listener-", "callback-")
+# A call's legs: `<call>-d<n>` dialed, `<call>-x<n>` a transfer's target, `<call>-q…` a
+# queue member (engine.session, engine.conversation, engine.queues).
+LEG = re.compile(r".+-[dxq][0-9a-f]+")
 DIALPLAN = ("astpbx-phones", "astpbx-call", "astpbx-trunk-")
 
 
@@ -46,7 +50,11 @@ class Adoption:
         states: dict[str, Saved] = {}
         fresh: list[str] = []
         for channel in unknown:
-            if channel.startswith(PLACED) or engine.dialer.handles(channel):
+            if (
+                channel.startswith(PLACED)
+                or LEG.fullmatch(channel)
+                or engine.dialer.handles(channel)
+            ):
                 continue
             saved = await self._state(channel)
             if saved is not None:
@@ -61,13 +69,13 @@ class Adoption:
                 continue  # a party of another adopted call (a transfer's target)
             session = CallSession.adopt(engine, engine.current, _info(channels, channel), saved)
             _claim(engine, session, saved)  # before the sweep of what nobody owns
-            if saved.place == DIALING and saved.peer in present:
+            if saved.place == DIALING and _answered(channels, saved.peer):
                 session.put({"type": PEER_UP, "peer": saved.peer})  # answered while away
             self._start(session)
             adopted.add(channel)
             if saved.place == QUEUE:
                 await self._stop_ringing(channel, channels)
-        for channel in fresh:
+        for channel in (c for c in fresh if c not in owned):
             info = _info(channels, channel)
             context = str((info.get("dialplan") or {}).get("context", ""))
             trunk = context.removeprefix("astpbx-trunk-") if context.startswith(DIALPLAN[2]) else ""
@@ -75,7 +83,7 @@ class Adoption:
             log.info("call %s had not started at the last engine: starting it", channel)
             self._start(CallSession(engine, engine.current, info, args))
             adopted.add(channel)
-        await engine.dialer.adopt(channels, present)
+        await engine.dialer.adopt(channels)
         if adopted:
             log.info("adopted %d calls", len(adopted))
             engine.events.publish("calls")
@@ -159,3 +167,9 @@ def _claim(engine: Engine, session: CallSession, saved: Saved) -> None:
             engine.watch_peer(channel, session)
     if saved.recordings:
         engine.recorder.adopt(session.id, saved.recordings)
+
+
+def _answered(channels: dict[str, dict[str, Any]], channel: str | None) -> bool:
+    """A channel the engine placed that answered. (Not "in the app": the app lists the
+    channels it is subscribed to, and a placed channel is from its first ring.)"""
+    return channel is not None and channels.get(channel, {}).get("state") == "Up"

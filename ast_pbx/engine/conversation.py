@@ -297,6 +297,7 @@ class Conversation:
                     "timeout": TARGET_RING,
                     "callerId": self.session.call.caller or "",
                     "originator": transferor,
+                    "channelId": f"{self.session.id}-x{self._count}",
                 },
             )
         except AriError as exc:

@@ -162,10 +162,9 @@ class Dialer:
 
     # Another engine's calls (a restart, a standby taking over)
 
-    async def adopt(self, channels: dict[str, dict[str, Any]], present: set[str]) -> None:
-        """Carry on the attempts still up (`channels`: every channel Asterisk has;
-        `present`: those in the app, i.e. answered) and close those that ended while no
-        engine ran, each once, as it really ended."""
+    async def adopt(self, channels: dict[str, dict[str, Any]]) -> None:
+        """Carry on the attempts still up (`channels`: every channel Asterisk has) and
+        close those that ended while no engine ran, each once, as it really ended."""
         if self.store is None:
             return
         for attempt in await asyncio.to_thread(self.store.open_attempts):
@@ -173,7 +172,8 @@ class Dialer:
             if channel in self.calls:
                 continue
             if channel in channels:
-                await self._take_over(attempt, channel, channels[channel], channel in present)
+                info = channels[channel]
+                await self._take_over(attempt, channel, info, info.get("state") == "Up")
             else:
                 await self._closed_meanwhile(attempt, channel)
 

@@ -512,6 +512,8 @@ class CallSession:
             "callerId": self.call.caller or "",
             # The dialed side takes the caller's formats: no transcoding in the bridge.
             "originator": self.id,
+            # Ours, not Asterisk's: a successor tells the call's peer from a caller.
+            "channelId": f"{self.id}-d{self._playbacks}",
         }
         try:
             peer = await self.ari.request("POST", "channels", params)
