@@ -46,15 +46,12 @@ class Adoption:
     async def adopt(self, present: set[str], channels: dict[str, dict[str, Any]]) -> set[str]:
         """Adopt the calls in the app (`present`) that no session has; the ids adopted."""
         engine = self.engine
+        await engine.dialer.adopt(channels)
         unknown = [c for c in present if c not in engine.sessions and c not in engine.peers]
         states: dict[str, Saved] = {}
         fresh: list[str] = []
         for channel in unknown:
-            if (
-                channel.startswith(PLACED)
-                or LEG.fullmatch(channel)
-                or engine.dialer.handles(channel)
-            ):
+            if channel.startswith(PLACED) or LEG.fullmatch(channel) or engine.dialer.owns(channel):
                 continue
             saved = await self._state(channel)
             if saved is not None:
@@ -83,7 +80,6 @@ class Adoption:
             log.info("call %s had not started at the last engine: starting it", channel)
             self._start(CallSession(engine, engine.current, info, args))
             adopted.add(channel)
-        await engine.dialer.adopt(channels)
         if adopted:
             log.info("adopted %d calls", len(adopted))
             engine.events.publish("calls")

@@ -231,6 +231,10 @@ class Dialer:
 
     # Events of its calls
 
+    def owns(self, channel: str) -> bool:
+        """A channel of an attempt, this engine's or a predecessor's."""
+        return channel in self.calls or channel.startswith(f"{self.engine.app}-dialer-")
+
     def handles(self, channel: str) -> bool:
         return channel in self.calls
 
