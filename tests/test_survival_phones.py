@@ -190,3 +190,28 @@ def test_a_phone_ringing_through_a_kill_is_answered_into_the_conversation(
     record = site.closed(before)
     assert record.outcome == "phone 2609"
     assert loud_seconds(phones.wait_recording("2609", 1, timeout=15)) >= 2.0
+
+
+def test_a_member_ringing_through_a_kill_is_rung_again_and_connects(
+    site: Site, phones: Softphones, tmp_path: Path
+) -> None:
+    add(site, phones, "1001", answer="manual", record_dir=tmp_path)
+    caller = add(site, phones, "123456")
+    before = site.log.last_id()
+    call = phones.call(caller.name, f"sip:92000@{site.sandbox.sip}")
+    first = phones.wait_incoming("1001", 15)
+    time.sleep(0.5)  # the engine has written where the call is (not a test of that race)
+    mark = phones.mark()
+    restart(site)
+    assert "adopted: queue 92000" in site.engine.lines()
+    phones.wait_state("1001", first, "DISCONNECTED", timeout=10, since=mark)
+    again = phones.wait_incoming("1001", 15, since=mark)  # the queue rings afresh
+    phones.answer("1001", again)
+    phones.wait_state("1001", again, "CONFIRMED", timeout=10)
+    phones.play(caller.name, tone(tmp_path / "caller.wav", 10.0, 500.0))
+    time.sleep(4)
+    phones.hangup(caller.name, call)
+    record = site.closed(before)
+    assert record.outcome == "queue 92000"
+    assert list(record.path) == ["92000"]
+    assert loud_seconds(phones.wait_recording("1001", again, timeout=15)) >= 2.0

@@ -68,17 +68,19 @@ class Adoption:
             _claim(engine, session, saved)  # before the sweep of what nobody owns
             if saved.place == DIALING and _answered(channels, saved.peer):
                 session.put({"type": PEER_UP, "peer": saved.peer})  # answered while away
+            if saved.place == QUEUE:  # before the queue rings anew: one ring at a time
+                await self._stop_ringing(channel, channels)
             self._start(session)
             adopted.add(channel)
-            if saved.place == QUEUE:
-                await self._stop_ringing(channel, channels)
         for channel in (c for c in fresh if c not in owned):
             info = _info(channels, channel)
             context = str((info.get("dialplan") or {}).get("context", ""))
             trunk = context.removeprefix("astpbx-trunk-") if context.startswith(DIALPLAN[2]) else ""
             args = ["trunk", trunk] if trunk else ["internal"]
             log.info("call %s had not started at the last engine: starting it", channel)
-            self._start(CallSession(engine, engine.current, info, args))
+            session = CallSession(engine, engine.current, info, args)
+            session.restarted = True
+            self._start(session)
             adopted.add(channel)
         if adopted:
             log.info("adopted %d calls", len(adopted))

@@ -67,11 +67,13 @@ class Queues:
         if state is None:
             state = QueueState(queue, operator_of_today=self._operator_of_today)
             self.states[queue.number] = state
-        now = self.engine.clock()
-        if session.queued_at is None:  # not a caller a predecessor engine had waiting
-            session.queued_at = now
-            self.engine.record("queues.entered", session.id, queue.number, session.call.caller, now)
-        state.enter(session.id, session.call.caller, session.queued_at)
+        arrived = session.queued_at or self.engine.clock()
+        if not session.rejoining:  # one a predecessor engine had waiting is counted there
+            self.engine.record(
+                "queues.entered", session.id, queue.number, session.call.caller, arrived
+            )
+        state.enter(session.id, session.call.caller, arrived)
+        session.rejoining = False
         self.calls[session.id] = (session, queue)
         self._publish_waiting()
         await self.dispatch(queue.number)

@@ -90,6 +90,8 @@ class CallSession:
         self.task: asyncio.Task[None] | None = None
         self.adopted: Saved | None = None  # what a predecessor engine wrote down
         self.queued_at: datetime | None = None  # entered the queue (at a predecessor's)
+        self.rejoining = False  # back in the queue a predecessor had it waiting in
+        self.restarted = False  # a predecessor took it but wrote no state: from the start
         self.external: frozenset[str] = frozenset()  # the conversation's outside parties
         self.recordings = 0  # recording parts started
         self._saved = ""  # the state last written on the channel
@@ -176,7 +178,7 @@ class CallSession:
             return
         log.info("call %s from %s to %s", self.id, self.call.caller, self.call.called)
         self.engine.record(
-            "started",
+            "ensure_started" if self.restarted else "started",
             self.id,
             self.call.caller,
             self.call.called,
@@ -396,6 +398,7 @@ class CallSession:
         )
         if saved.place in (MENU, QUEUE) and saved.node:
             self.queued_at = _moment(saved.queued)
+            self.rejoining = saved.place == QUEUE
             waited = (self._now() - self.queued_at).total_seconds() if self.queued_at else 0.0
             await self._execute(
                 self.call.resume(saved.node, saved.input, self._now(), waited=waited)
@@ -460,7 +463,9 @@ class CallSession:
     async def _enter_queue(self, action: EnterQueue) -> None:
         queue = self.version.config.targets[action.queue]
         assert isinstance(queue, Queue)
+        self.queued_at = self.queued_at or self._now()
         await self.engine.queues.enter(self, queue)
+        await self.save()  # before the hold music, which may take a TTS synthesis
         playlist = self.version.config.playlist_by_id.get(queue.playlist or "")
         if playlist is None or not playlist.items:
             await self.ari.request("POST", f"channels/{self.id}/ring")  # the ringing tone
