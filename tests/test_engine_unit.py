@@ -7,6 +7,7 @@ an event loop, as the ARI client would.
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import contextlib
 import re
@@ -630,6 +631,27 @@ def test_reload_applies_to_new_calls_only(harness: Harness, tmp_path: Path) -> N
     run(scenario())
 
 
+def test_a_reload_with_another_directory_url_looks_up_there(
+    harness: Harness, tmp_path: Path
+) -> None:
+    async def scenario() -> None:
+        engine = harness.engine
+        first = engine.directory
+        same = CONFIG + "\nusers: []\n"  # another version, the same directory
+        v2 = ConfigVersion(make_config(tmp_path, same, name="v2"), "v2", MSK, {})
+        engine._prepare = lambda path: v2
+        assert await engine.reload() is True
+        assert engine.directory is first
+        moved = CONFIG + f"\ndirectory: {{url: 'sqlite:///{tmp_path}/other.db'}}\n"
+        v3 = ConfigVersion(make_config(tmp_path, moved, name="v3"), "v3", MSK, {})
+        engine._prepare = lambda path: v3
+        assert await engine.reload() is True
+        assert engine.directory is not first
+        assert str(engine.directory._engine.url) == f"sqlite:///{tmp_path}/other.db"  # type: ignore[union-attr]
+
+    run(scenario())
+
+
 # f. Dialing a phone
 
 
@@ -927,3 +949,15 @@ def test_asterisk_sends_every_event_type_the_engine_reads() -> None:
         read |= set(names.findall(source.read_text(encoding="utf-8")))
     assert read, "no event type found: the pattern is wrong"
     assert read - set(EVENTS) == set()
+
+
+def test_features_depend_on_ports_not_on_the_engine() -> None:
+    """engine.py builds the features; they know it only through engine.ports: the
+    imports point one way (even those made for the type checker only)."""
+    package = Path(__file__).parent.parent / "ast_pbx" / "engine"
+    for path in package.glob("*.py"):
+        if path.name in ("engine.py", "main.py"):
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+        assert "ast_pbx.engine.engine" not in imported, path.name

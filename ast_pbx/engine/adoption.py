@@ -24,10 +24,11 @@ from typing import TYPE_CHECKING, Any
 
 from ast_pbx.ari import AriError
 from ast_pbx.engine.callstate import DIALING, QUEUE, STATE_VARIABLE, Saved, decode
-from ast_pbx.engine.session import PEER_UP, CallSession
+from ast_pbx.engine.ports import PEER_UP
+from ast_pbx.engine.session import CallSession
 
 if TYPE_CHECKING:
-    from ast_pbx.engine.engine import Engine
+    from ast_pbx.engine.ports import CallsHost
 
 log = logging.getLogger("astpbx.adoption")
 
@@ -40,7 +41,7 @@ DIALPLAN = ("astpbx-phones", "astpbx-call", "astpbx-trunk-")
 
 
 class Adoption:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: CallsHost) -> None:
         self.engine = engine
 
     async def adopt(self, present: set[str], channels: dict[str, dict[str, Any]]) -> set[str]:
@@ -158,7 +159,7 @@ def _from_dialplan(info: dict[str, Any] | None) -> bool:
     return context.startswith(DIALPLAN)
 
 
-def _claim(engine: Engine, session: CallSession, saved: Saved) -> None:
+def _claim(engine: CallsHost, session: CallSession, saved: Saved) -> None:
     """The channels an adopted call owns: its peer or parties, its recording's snoop."""
     for channel in (*saved.parties, saved.peer):
         if channel and channel != session.id:

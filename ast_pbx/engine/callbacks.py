@@ -17,7 +17,7 @@ from ast_pbx.engine.session import CallSession
 from ast_pbx.errors import AstPbxError
 
 if TYPE_CHECKING:
-    from ast_pbx.engine.engine import Engine
+    from ast_pbx.engine.ports import CallsHost
     from ast_pbx.storage.callbacks import CallbackRecord
 
 log = logging.getLogger("astpbx.callback")
@@ -34,7 +34,7 @@ class NoSuchCallback(CallbackError):
 
 
 class Callbacks:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: CallsHost) -> None:
         self.engine = engine
         self.ringing: dict[
             str, tuple[CallbackRecord, str, str]

@@ -34,6 +34,7 @@ from ast_pbx.core.transfer import (
 )
 from ast_pbx.engine.callstate import Saved, Transferring
 from ast_pbx.engine.hold import Hold as Playlist
+from ast_pbx.engine.ports import PEER_UP
 
 if TYPE_CHECKING:
     from ast_pbx.engine.session import CallSession
@@ -41,7 +42,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("astpbx.conversation")
 
 KEY_TIMER = "astpbx.transfer_timer"
-PEER_UP = "astpbx.peer_up"
 GONE = frozenset({"StasisEnd", "ChannelDestroyed"})
 TARGET_RING = 30  # seconds a transfer target rings
 

@@ -28,7 +28,7 @@ from ast_pbx.config.model import Trunk
 from ast_pbx.core.dialing import classify, in_window
 
 if TYPE_CHECKING:
-    from ast_pbx.engine.engine import Engine
+    from ast_pbx.engine.ports import DialerHost
     from ast_pbx.storage.dialer import AttemptRecord, Claim, DialerStore
 
 log = logging.getLogger("astpbx.dialer")
@@ -61,7 +61,7 @@ def worker_name() -> str:
 
 
 class Dialer:
-    def __init__(self, engine: Engine, store: DialerStore | None) -> None:
+    def __init__(self, engine: DialerHost, store: DialerStore | None) -> None:
         self.engine = engine
         self.store = store
         self.worker = worker_name()

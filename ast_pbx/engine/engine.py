@@ -24,10 +24,11 @@ from ast_pbx.engine.directory import SqlDirectory
 from ast_pbx.engine.events import Bus
 from ast_pbx.engine.metrics import Latencies
 from ast_pbx.engine.monitor import Monitor
+from ast_pbx.engine.ports import PEER_UP
 from ast_pbx.engine.presence import Presence
 from ast_pbx.engine.queues import Queues
 from ast_pbx.engine.recordings import Recorder
-from ast_pbx.engine.session import PEER_UP, RECEIVED, CallSession
+from ast_pbx.engine.session import RECEIVED, CallSession
 from ast_pbx.engine.version import ConfigVersion
 
 log = logging.getLogger("astpbx.engine")
@@ -282,6 +283,9 @@ class Engine:
             return False
         return True
 
+    async def members_changed(self) -> None:
+        await self.queues.dispatch_all()
+
     def watch_peer(self, peer: str, session: CallSession) -> None:
         self.peers[peer] = session
 
@@ -468,6 +472,11 @@ class Engine:
                 log.error("  %s", problem)
             return False
         if version.version != self.current.version:
+            if version.config.directory != self.current.config.directory:
+                # A new URL or new queries: lookups from now on use them. The old pool is
+                # closed once lookups under way are done (a thread may hold it now).
+                old, self.directory = self.directory, SqlDirectory(version.config.directory)
+                asyncio.get_running_loop().call_later(30, old.close)
             self.current = version
             log.info("config version %s loaded; new calls use it", version.version)
         return True

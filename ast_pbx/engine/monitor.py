@@ -21,7 +21,7 @@ from ast_pbx.core.call import Phase
 from ast_pbx.errors import AstPbxError
 
 if TYPE_CHECKING:
-    from ast_pbx.engine.engine import Engine
+    from ast_pbx.engine.ports import CallsHost
     from ast_pbx.engine.session import CallSession
 
 log = logging.getLogger("astpbx.monitor")
@@ -68,7 +68,7 @@ class Listening:
 
 
 class Monitor:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: CallsHost) -> None:
         self.engine = engine
         self.listening: dict[str, Listening] = {}
         self._ids = itertools.count(1)

@@ -23,7 +23,7 @@ from ast_pbx.core.queueing import MemberState
 from ast_pbx.errors import AstPbxError
 
 if TYPE_CHECKING:
-    from ast_pbx.engine.engine import Engine
+    from ast_pbx.engine.ports import PresenceHost
     from ast_pbx.storage.operators import OperatorRecord, OperatorStore
 
 log = logging.getLogger("astpbx.presence")
@@ -51,7 +51,7 @@ def phone_of_channel(channel: dict[str, Any]) -> str | None:
 
 
 class Presence:
-    def __init__(self, engine: Engine, store: OperatorStore | None) -> None:
+    def __init__(self, engine: PresenceHost, store: OperatorStore | None) -> None:
         self.engine = engine
         self.store = store
         self.online: dict[str, bool] = {}  # phone → its endpoint is online
@@ -172,4 +172,4 @@ class Presence:
     async def _changed(self) -> None:
         await self.reload_operators()
         self.engine.events.publish("presence")
-        await self.engine.queues.dispatch_all()
+        await self.engine.members_changed()

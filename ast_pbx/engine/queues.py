@@ -26,22 +26,21 @@ from ast_pbx.core.queueing import (
     SendAway,
     StopRinging,
 )
+from ast_pbx.engine.ports import CONNECTED, SEND_AWAY
 
 if TYPE_CHECKING:
-    from ast_pbx.engine.engine import Engine
-    from ast_pbx.engine.session import CallSession
+    from ast_pbx.engine.ports import QueuesHost, Waiting
 
 log = logging.getLogger("astpbx.queue")
 
-CONNECTED, SEND_AWAY = "astpbx.connected", "astpbx.send_away"
 EXTRA_RING = 5  # seconds Asterisk lets a member ring past ring_timeout before giving up
 
 
 class Queues:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: QueuesHost) -> None:
         self.engine = engine
         self.states: dict[str, QueueState] = {}
-        self.calls: dict[str, tuple[CallSession, Queue]] = {}  # call id → session, queue
+        self.calls: dict[str, tuple[Waiting, Queue]] = {}  # call id → session, queue
         self.ringing: dict[str, tuple[str, str]] = {}  # member channel → (call, member)
         self.talking: dict[str, str] = {}  # phone → the call it talks on
         self._timers: dict[str, asyncio.TimerHandle] = {}
@@ -62,7 +61,7 @@ class Queues:
             return None
         return self.today.get(caller)
 
-    async def enter(self, session: CallSession, queue: Queue) -> None:
+    async def enter(self, session: Waiting, queue: Queue) -> None:
         state = self.states.get(queue.number)
         if state is None:
             state = QueueState(queue, operator_of_today=self._operator_of_today)

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from ast_pbx.ari import AriError
 
 if TYPE_CHECKING:
-    from ast_pbx.engine.engine import Engine
+    from ast_pbx.engine.ports import Host
 
 log = logging.getLogger("astpbx.recording")
 
@@ -37,7 +37,7 @@ def recording_name(call: str, part: int) -> str:
 
 
 class Recorder:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Host) -> None:
         self.engine = engine
         self.pending: dict[str, str] = {}  # recording name → call id
         self.snoops: dict[str, str] = {}  # snoop channel → its recording's name

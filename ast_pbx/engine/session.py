@@ -32,17 +32,17 @@ from ast_pbx.core.steps import (
 from ast_pbx.engine.callstate import DIALING, MENU, QUEUE, STATE_VARIABLE, TALKING, Saved
 from ast_pbx.engine.conversation import Conversation
 from ast_pbx.engine.hold import Hold, greeting_text, position_text
+from ast_pbx.engine.ports import CONNECTED, PEER_UP, SEND_AWAY
 from ast_pbx.engine.presence import bind_code, phone_of_channel
-from ast_pbx.engine.queues import CONNECTED, SEND_AWAY
 from ast_pbx.engine.version import ConfigVersion
 
 if TYPE_CHECKING:
-    from ast_pbx.engine.engine import Engine
+    from ast_pbx.engine.ports import CallsHost
 
 log = logging.getLogger("astpbx.call")
 
 # Internal events: timers, directory answers, the peer of a dial.
-TIMER, LOOKUP, PEER_UP = "astpbx.timer", "astpbx.lookup", "astpbx.peer_up"
+TIMER, LOOKUP = "astpbx.timer", "astpbx.lookup"
 RECEIVED = "astpbx.received"  # perf_counter() when the event arrived
 GONE = frozenset({"StasisEnd", "ChannelDestroyed", "ChannelHangupRequest"})
 DIAL_TIMEOUT = 30
@@ -51,7 +51,7 @@ DIAL_TIMEOUT = 30
 class CallSession:
     def __init__(
         self,
-        engine: Engine,
+        engine: CallsHost,
         version: ConfigVersion,
         channel: dict[str, Any],
         args: list[str],
@@ -99,7 +99,7 @@ class CallSession:
 
     @classmethod
     def adopt(
-        cls, engine: Engine, version: ConfigVersion, channel: dict[str, Any], saved: Saved
+        cls, engine: CallsHost, version: ConfigVersion, channel: dict[str, Any], saved: Saved
     ) -> CallSession:
         """A call another engine had (a restart, a standby taking over), from the state
         it wrote on the channel: `start()` carries it on from there."""
