@@ -32,7 +32,7 @@ from ast_pbx.config.loader import load
 from ast_pbx.config.model import Directory
 from ast_pbx.engine.callbacks import CallbackError
 from ast_pbx.engine.directory import SqlDirectory
-from ast_pbx.engine.events import Bus
+from ast_pbx.engine.events import BACKLOG, Bus
 from ast_pbx.storage.callbacks import CallbackStore
 from ast_pbx.storage.db import Database
 from ast_pbx.storage.interactions import InteractionStore
@@ -635,6 +635,30 @@ def test_call_refusals(
 
 
 # --- the automatic entry on pick-up -------------------------------------------------------
+
+
+def test_a_burst_of_pick_ups_loses_no_history_entry(
+    database: Database, config: Config, engine: FakeEngine
+) -> None:
+    """More pick-ups at once than a live page's backlog: every one gets its entry (the
+    history is not a live page that may resynchronise)."""
+    store = InteractionStore(database)
+    calls = BACKLOG + 100
+
+    class NoNames:
+        async def lookup_async(self, scenario: str, key: str) -> None:
+            return None
+
+    async def scenario() -> None:
+        task = interactions.start_interactions(engine, database, NoNames())  # type: ignore[arg-type]
+        for n in range(calls):  # in one go: the follower reads none until all are out
+            engine.events.publish("answered", phone="1111", caller=f"+7900{n:07}", call=f"b{n}")
+        await eventually(lambda: store.for_call(f"b{calls - 1}") is not None, 30)
+        await eventually(lambda: all(store.for_call(f"b{n}") for n in range(calls)), 30)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    asyncio.run(scenario())
 
 
 def test_an_answered_call_gets_one_history_entry(

@@ -9,8 +9,10 @@ Events are small dicts with a `type`:
 - `presence` {login}: an operator's binding or switch changed;
 - `callbacks` {}: a callback request was left;
 - `chat` {…}: published by the chat itself.
-A slow page never slows calls: each subscriber has a bounded queue, and what does not
-fit is dropped for that subscriber (the page resynchronises on reconnect).
+A slow page never slows calls: each page's subscription has a bounded queue, and what
+does not fit is dropped for that subscriber (the page resynchronises on reconnect). A
+subscriber inside the engine that must see every event (the history entries of the
+calls operators pick up) subscribes `lossless`: its queue has no bound.
 """
 
 from __future__ import annotations
@@ -39,8 +41,8 @@ class Bus:
                 log.debug("a live page fell behind; %s dropped for it", kind)
 
     @contextlib.contextmanager
-    def subscribe(self) -> Iterator[asyncio.Queue[dict[str, Any]]]:
-        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(BACKLOG)
+    def subscribe(self, *, lossless: bool = False) -> Iterator[asyncio.Queue[dict[str, Any]]]:
+        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(0 if lossless else BACKLOG)
         self._subscribers.add(queue)
         try:
             yield queue

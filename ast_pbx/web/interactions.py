@@ -67,7 +67,7 @@ def start_interactions(
     missed."""
     store = InteractionStore(database)
     names = directory if directory is not None else engine.directory
-    subscription = engine.events.subscribe()
+    subscription = engine.events.subscribe(lossless=True)  # an entry per pick-up, always
     events = subscription.__enter__()
     seen: OrderedDict[str, None] = OrderedDict()
     pending: set[asyncio.Task[Any]] = set()
