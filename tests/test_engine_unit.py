@@ -23,6 +23,7 @@ import pytest
 from ast_pbx.ari import AriError
 from ast_pbx.config.configuration import Config
 from ast_pbx.config.loader import load
+from ast_pbx.engine.callstate import TALKING, Saved, Transferring
 from ast_pbx.engine.dialer import DialerCall
 from ast_pbx.engine.engine import EVENTS, Engine
 from ast_pbx.engine.session import CallSession
@@ -123,6 +124,15 @@ class FakeCallLog:
 
     def started(self, *args: Any, **kwargs: Any) -> None:
         self._add("started", args, kwargs)
+
+    def ensure_started(self, *args: Any, **kwargs: Any) -> None:
+        self._add("ensure_started", args, kwargs)
+
+    def open_channels(self) -> list[tuple[str, datetime]]:
+        with self._lock:
+            started = {e[1][0] for e in self.entries if e[0] in ("started", "ensure_started")}
+            ended = {e[1][0] for e in self.entries if e[0] == "ended"}
+        return [(c, datetime(2026, 1, 1, tzinfo=UTC)) for c in started - ended]
 
     def answered(self, *args: Any, **kwargs: Any) -> None:
         self._add("answered", args, kwargs)
@@ -961,3 +971,78 @@ def test_features_depend_on_ports_not_on_the_engine() -> None:
         tree = ast.parse(path.read_text(encoding="utf-8"))
         imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
         assert "ast_pbx.engine.engine" not in imported, path.name
+
+
+# Adoption: another engine's calls (the live proof is tests/test_survival*.py)
+
+
+def _adopting(harness: Harness, states: dict[str, str], channels: list[dict[str, Any]]) -> None:
+    ari = harness.ari
+    ari.responses["GET", f"applications/{APP}"] = {"channel_ids": [c["id"] for c in channels]}
+    ari.responses["GET", "channels"] = channels
+    answers = {f"ASTPBX_STATE_{c}": {"value": s} for c, s in states.items()}
+    real = ari.request
+
+    async def request(method: str, path: str, params: Any = None, body: Any = None) -> Any:
+        if (method, path) == ("GET", "asterisk/variable"):
+            return answers.get(str((params or {}).get("variable")), {"value": ""})
+        return await real(method, path, params, body)
+
+    ari.request = request  # type: ignore[method-assign]
+
+
+def test_a_transfer_under_way_is_undone_when_adopted(harness: Harness) -> None:
+    saved = Saved(
+        TALKING,
+        "+7900",
+        "1001",
+        visits=["1001"],
+        ends="phone 1001",
+        peer="c1-d0",
+        bridge="b1",
+        parties=["c1", "c1-d0"],
+        phones={"c1-d0": "1001"},
+        recordings=1,
+        transfer=Transferring("c1-d0", target="c1-x2", consulting="b2", playbacks=["c1-t1"]),
+    )
+    channels = [{"id": c, "state": "Up"} for c in ("c1", "c1-d0", "c1-x2", "rec-astpbx-c1-1")]
+
+    async def scenario() -> None:
+        h, ari = harness, harness.ari
+        _adopting(h, {"c1": saved.encode()}, channels)
+        await h.engine.resync()
+        await eventually(lambda: bool(ari.to("POST", "bridges/b1/addChannel")))
+        assert ari.to("DELETE", "playbacks/c1-t1")  # the held side's music stops
+        assert ari.to("DELETE", "channels/c1-x2")  # the target is hung up
+        assert ari.to("DELETE", "bridges/b2")  # the consultation is gone
+        assert ari.to("POST", "bridges/b1/addChannel")[0][2] == {"channel": "c1-d0"}
+        # The conversation's own channels are the call's, not strays to hang up.
+        assert not ari.to("DELETE", "channels/c1-d0") and not ari.to("DELETE", "channels/c1")
+        assert not ari.to("DELETE", "channels/rec-astpbx-c1-1")
+        assert not ari.to("POST", "bridges")  # no new bridge: the old one goes on
+        assert h.engine.queues.talking == {"1001": "c1"}  # the operator is busy
+        h.end("c1")
+        ended = await h.ended("c1")
+        assert ended["outcome"] == "phone 1001" and ended["path"] == ["1001"]
+
+    run(scenario())
+
+
+def test_a_caller_whose_engine_wrote_nothing_starts_over(harness: Harness) -> None:
+    channels = [
+        {"id": "c7", "state": "Up", "dialplan": {"context": "astpbx-phones", "exten": "100"}},
+        {"id": "c7-d0", "state": "Up", "dialplan": {"context": "astpbx-phones", "exten": "s"}},
+        {"id": "snoop-1", "state": "Up"},
+    ]
+
+    async def scenario() -> None:
+        h, ari = harness, harness.ari
+        _adopting(h, {}, channels)
+        await h.engine.resync()
+        await h.playing("c7")  # the menu of the number it dialed, from the start
+        assert set(h.engine.sessions) == {"c7"}  # its leg is not taken for a caller
+        assert ari.to("DELETE", "channels/c7-d0") and ari.to("DELETE", "channels/snoop-1")
+        assert h.log.of("c7", "ensure_started")  # logged once, whichever engine did
+        await h.drain()
+
+    run(scenario())

@@ -346,9 +346,14 @@ class Conversation:
         await self._silence()
         await self._close_consultation()
         if self.transferor in self.parties:
-            await self.ari.quiet(
-                "POST", f"bridges/{self.bridge}/addChannel", {"channel": self.transferor}
-            )
+            try:
+                await self.ari.request(
+                    "POST", f"bridges/{self.bridge}/addChannel", {"channel": self.transferor}
+                )
+            except AriError as exc:  # not one party left alone in silence: the call ends
+                log.error("call %s: the transferor could not rejoin: %s", self.session.id, exc)
+                await self.end()
+                return
         self.transferor = None
         await self.session.save()
         log.info("call %s: transfer cancelled", self.session.id)

@@ -13,6 +13,7 @@ from ast_pbx.config.configuration import Config
 from ast_pbx.engine.engine import Clock, Engine
 from ast_pbx.engine.leader import Leadership
 from ast_pbx.engine.version import ConfigVersion, prepare
+from ast_pbx.errors import AstPbxError
 from ast_pbx.storage.callbacks import CallbackStore
 from ast_pbx.storage.calls import CallLog
 from ast_pbx.storage.db import Database, open_database
@@ -161,12 +162,28 @@ async def _serve_leading(  # noqa: PLR0917 - serve's own arguments, passed on
     if started is not None:
         started(engine)
     watching = asyncio.ensure_future(_watch_leading(engine, leadership, stop))
+    serving = asyncio.ensure_future(_watch_http(http, stop))
     try:
         await engine.run(stop, hand_over=hand_over)
     finally:
         watching.cancel()
         interactions.cancel()
         app.state.live.close()  # open event streams would hold the server
+        http_failed = serving.done() and not serving.cancelled() and serving.result()
+        serving.cancel()
         await http.stop()
         app.state.auth.close()
+    if http_failed:  # a supervisor (systemd) starts the engine again; the calls wait for it
+        raise AstPbxError(f"the HTTP server on {system.http_listen} stopped")
     return engine.stop_mode != "abandon"
+
+
+async def _watch_http(http: HttpServer, stop: asyncio.Event) -> bool:
+    """True (and `stop` set) if the HTTP server ends on its own: the engine hands its
+    calls over and exits with an error rather than run on without pages and API."""
+    await http.stopped()
+    if stop.is_set():
+        return False
+    log.error("the HTTP server stopped; the engine stops and leaves its calls to the next")
+    stop.set()
+    return True

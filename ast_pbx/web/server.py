@@ -55,6 +55,11 @@ class HttpServer:
             await asyncio.sleep(0.02)
         log.info("HTTP on http://%s", self.listen)
 
+    async def stopped(self) -> None:
+        """Return when the server has ended (stopped, or failed on its own)."""
+        if self._task is not None:
+            await asyncio.gather(asyncio.shield(self._task), return_exceptions=True)
+
     async def stop(self) -> None:
         if self._task is None:
             return
