@@ -177,16 +177,7 @@ class CallSession:
             await self._resume(self.adopted)
             return
         log.info("call %s from %s to %s", self.id, self.call.caller, self.call.called)
-        self.engine.record(
-            "ensure_started" if self.restarted else "started",
-            self.id,
-            self.call.caller,
-            self.call.called,
-            at=self._now(),
-            trunk=self.trunk.name if self.trunk else None,
-            external=bool(self.trunk and self.trunk.external),
-            config_version=self.version.version,
-        )
+        self._log_start(once=self.restarted)
         if not self.placed:  # a channel the engine placed was answered to get here
             await self.ari.request("POST", f"channels/{self.id}/answer")
         self.answered_at = self._now()
@@ -195,6 +186,20 @@ class CallSession:
             await self._bind_phone(code)
             return
         await self._execute(self.call.start(self._now()))
+
+    def _log_start(self, *, once: bool) -> None:
+        """The call's log row; `once`: another engine may have written it already."""
+        self.engine.record(
+            "started",
+            self.id,
+            self.call.caller,
+            self.call.called,
+            at=self.started_at,
+            trunk=self.trunk.name if self.trunk else None,
+            external=bool(self.trunk and self.trunk.external),
+            config_version=self.version.version,
+            once=once,
+        )
 
     async def _bind_phone(self, code: str) -> None:
         """`1*NNNNN` dialed: bind the calling phone to whoever got the code, say so."""
@@ -373,16 +378,7 @@ class CallSession:
         self.transfers = list(saved.transfers)
         self.queue_answered = saved.queue_answered
         self.recordings = saved.recordings
-        self.engine.record(
-            "ensure_started",
-            self.id,
-            self.call.caller,
-            self.call.called,
-            at=self.started_at,
-            trunk=self.trunk.name if self.trunk else None,
-            external=bool(self.trunk and self.trunk.external),
-            config_version=self.version.version,
-        )
+        self._log_start(once=True)
         if saved.playback is not None:  # Asterisk would play ours after it
             await self.ari.quiet("DELETE", f"playbacks/{saved.playback}")
         # What an engine stopping on SIGTERM left: music on hold and a deadline. Not

@@ -90,8 +90,15 @@ class CallLog:
         trunk: str | None = None,
         external: bool = False,
         config_version: str | None = None,
+        once: bool = False,
     ) -> int:
-        """Log a new call; its id. A channel id already logged raises StorageError."""
+        """Log a new call; its id. A channel id already logged raises StorageError, or
+        with `once` (a call another engine took first, which may have logged it before
+        it died) is left as it is."""
+        if once:
+            known = self.get(channel_id)
+            if known is not None:
+                return known.id
         # Core statements, not the ORM: the engine writes twice for every call.
         insert = sa.insert(Call).values(
             channel_id=_fit("channel_id", channel_id),
@@ -108,30 +115,6 @@ class CallLog:
             result = connection.execute(insert)
             key = result.inserted_primary_key
             return int(key[0]) if key else 0
-
-    def ensure_started(
-        self,
-        channel_id: str,
-        caller: str | None,
-        called: str,
-        *,
-        at: datetime,
-        trunk: str | None = None,
-        external: bool = False,
-        config_version: str | None = None,
-    ) -> None:
-        """Log a call another engine took first unless its start is logged already (an
-        engine killed before its write queue reached the database)."""
-        if self.get(channel_id) is None:
-            self.started(
-                channel_id,
-                caller,
-                called,
-                at=at,
-                trunk=trunk,
-                external=external,
-                config_version=config_version,
-            )
 
     def open_channels(self) -> list[tuple[str, datetime]]:
         """(channel id, start) of every call not ended: a starting engine adopts or
