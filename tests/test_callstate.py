@@ -5,10 +5,13 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
+
 from ast_pbx.core.call import Call, Phase
 from ast_pbx.core.queueing import MemberState, QueueState, Ring
 from ast_pbx.core.steps import EnterQueue, Play, StartTimer
 from ast_pbx.engine.callstate import MENU, QUEUE, TALKING, Saved, Transferring, decode, parse_end
+from ast_pbx.engine.legs import AppArgs, Leg, app_args, parse
 from tests.test_core import MSK, TUESDAY, make_config
 from tests.test_queueing import T0, at, queue
 
@@ -97,3 +100,13 @@ def test_state_times_are_epoch_seconds() -> None:
     again = decode(saved.encode())
     assert again is not None and again.queued is not None
     assert datetime.fromtimestamp(again.queued, UTC) == T0
+
+
+def test_app_args_are_written_and_read_in_one_place() -> None:
+    assert app_args(Leg.QUEUED, "1796.1", "1001") == "queued,1796.1,1001"
+    assert parse(["queued", "1796.1", "1001"]) == AppArgs(Leg.QUEUED, ("1796.1", "1001"))
+    assert parse(["trunk", "rt"]).value() == "rt"
+    assert parse(["dialed"]).value() == ""
+    assert parse([]).leg is None and parse(["somebody-elses"]).leg is None
+    with pytest.raises(ValueError, match="comma"):
+        app_args(Leg.DIALED, "a,b")

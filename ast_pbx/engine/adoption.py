@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from ast_pbx.ari import AriError
 from ast_pbx.engine.callstate import DIALING, QUEUE, STATE_VARIABLE, Saved, decode
+from ast_pbx.engine.legs import Leg
 from ast_pbx.engine.ports import PEER_UP
 from ast_pbx.engine.session import CallSession
 
@@ -77,7 +78,7 @@ class Adoption:
             info = _info(channels, channel)
             context = str((info.get("dialplan") or {}).get("context", ""))
             trunk = context.removeprefix("astpbx-trunk-") if context.startswith(DIALPLAN[2]) else ""
-            args = ["trunk", trunk] if trunk else ["internal"]
+            args = [Leg.TRUNK.value, trunk] if trunk else [Leg.INTERNAL.value]
             log.info("call %s had not started at the last engine: starting it", channel)
             session = CallSession(engine, engine.current, info, args)
             session.restarted = True

@@ -13,6 +13,7 @@ import logging
 import uuid
 from typing import TYPE_CHECKING, Any
 
+from ast_pbx.engine.legs import Leg, app_args
 from ast_pbx.engine.session import CallSession
 from ast_pbx.errors import AstPbxError
 
@@ -64,7 +65,7 @@ class Callbacks:
                 {
                     "endpoint": self.engine.phone_endpoint(version, phone),
                     "app": self.engine.app,
-                    "appArgs": f"callback,{callback_id}",
+                    "appArgs": app_args(Leg.CALLBACK, callback_id),
                     "timeout": OPERATOR_RING,
                     "callerId": record.caller,  # the operator sees whom they will call
                     "channelId": channel,

@@ -34,6 +34,7 @@ from ast_pbx.core.transfer import (
 )
 from ast_pbx.engine.callstate import Saved, Transferring
 from ast_pbx.engine.hold import Hold as Playlist
+from ast_pbx.engine.legs import Leg, app_args
 from ast_pbx.engine.ports import PEER_UP
 
 if TYPE_CHECKING:
@@ -293,7 +294,7 @@ class Conversation:
                 {
                     "endpoint": endpoint,
                     "app": self.session.engine.app,
-                    "appArgs": f"dialed,{self.session.id}",
+                    "appArgs": app_args(Leg.DIALED, self.session.id),
                     "timeout": TARGET_RING,
                     "callerId": self.session.call.caller or "",
                     "originator": transferor,

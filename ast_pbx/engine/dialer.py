@@ -26,6 +26,7 @@ from ast_pbx.ari import AriError
 from ast_pbx.config.model import Dialer as DialerSettings
 from ast_pbx.config.model import Trunk
 from ast_pbx.core.dialing import classify, in_window
+from ast_pbx.engine.legs import Leg, app_args
 
 if TYPE_CHECKING:
     from ast_pbx.engine.ports import DialerHost
@@ -141,7 +142,7 @@ class Dialer:
                 {
                     "endpoint": self.engine.trunk_endpoint(trunk, task.number),
                     "app": self.engine.app,
-                    "appArgs": f"dialer,{task.id},{claim.attempt_id}",
+                    "appArgs": app_args(Leg.DIALER, task.id, claim.attempt_id),
                     "timeout": int(self.settings.ring_timeout),
                     "channelId": channel,
                 },

@@ -22,6 +22,7 @@ from ast_pbx.engine.callstate import END_VARIABLE, STATE_VARIABLE, parse_end
 from ast_pbx.engine.dialer import Dialer
 from ast_pbx.engine.directory import SqlDirectory
 from ast_pbx.engine.events import Bus
+from ast_pbx.engine.legs import AppArgs, Leg, parse
 from ast_pbx.engine.metrics import Latencies
 from ast_pbx.engine.monitor import Monitor
 from ast_pbx.engine.ports import PEER_UP
@@ -252,7 +253,8 @@ class Engine:
     def _stasis_start(self, event: dict[str, Any], channel: dict[str, Any]) -> None:
         args = [str(a) for a in event.get("args") or []]
         channel_id = str(channel.get("id", ""))
-        if self._leg_started(args, event, channel) or self.monitor.stasis_start(args, channel_id):
+        leg = parse(args)
+        if self._leg_started(leg, event, channel) or self.monitor.stasis_start(leg, channel_id):
             return
         if channel_id in self.sessions or not channel_id:
             return
@@ -261,27 +263,27 @@ class Engine:
         session.start()
         self.events.publish("calls")
 
-    def _leg_started(self, args: list[str], event: dict[str, Any], channel: dict[str, Any]) -> bool:
-        """A channel the engine made for a call entered the app (its first argument says
+    def _leg_started(self, args: AppArgs, event: dict[str, Any], channel: dict[str, Any]) -> bool:
+        """A channel the engine made for a call entered the app (its arguments say
         whose it is: a queue member, a recording's snoop, ...): True if it was one."""
         channel_id = str(channel.get("id", ""))
-        kind = args[0] if args else ""
-        if kind == "queued":
-            self.queues.answered(channel_id)
-        elif kind == "recorder":
-            self.recorder.snoop_started(channel_id)
-        elif kind == "callback":
-            self.callback_calls.answered(channel)
-        elif kind == "dialer":
-            self.dialer.on_event(channel_id, event)
-        elif kind == "dialed":
-            owner = args[1] if len(args) > 1 else ""
-            parent = self.peers.get(channel_id) or self.sessions.get(owner)
-            if parent is not None:
-                parent.put({"type": PEER_UP, "peer": channel_id})
-        else:
+        handlers: dict[Leg, Callable[[], None]] = {
+            Leg.QUEUED: lambda: self.queues.answered(channel_id),
+            Leg.RECORDER: lambda: self.recorder.snoop_started(channel_id),
+            Leg.CALLBACK: lambda: self.callback_calls.answered(channel),
+            Leg.DIALER: lambda: self.dialer.on_event(channel_id, event),
+            Leg.DIALED: lambda: self._peer_up(channel_id, args.value()),
+        }
+        handler = handlers.get(args.leg) if args.leg is not None else None
+        if handler is None:
             return False
+        handler()
         return True
+
+    def _peer_up(self, channel: str, owner: str) -> None:
+        parent = self.peers.get(channel) or self.sessions.get(owner)
+        if parent is not None:
+            parent.put({"type": PEER_UP, "peer": channel})
 
     async def members_changed(self) -> None:
         await self.queues.dispatch_all()

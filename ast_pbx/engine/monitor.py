@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from ast_pbx.ari import AriError
 from ast_pbx.core.call import Phase
+from ast_pbx.engine.legs import AppArgs, Leg, app_args
 from ast_pbx.errors import AstPbxError
 
 if TYPE_CHECKING:
@@ -109,7 +110,7 @@ class Monitor:
                     "spy": "both",
                     "whisper": "out" if whisper else "none",
                     "app": self.engine.app,
-                    "appArgs": f"snoop,{listening.id}",
+                    "appArgs": app_args(Leg.SNOOP, listening.id),
                     "snoopId": listening.snoop,
                 },
             )
@@ -119,7 +120,7 @@ class Monitor:
                 {
                     "endpoint": self.engine.phone_endpoint(session.version, phone),
                     "app": self.engine.app,
-                    "appArgs": f"listener,{listening.id}",
+                    "appArgs": app_args(Leg.LISTENER, listening.id),
                     "timeout": LISTEN_RING,
                     "callerId": session.call.caller or "",
                     "channelId": listening.leg,
@@ -141,14 +142,14 @@ class Monitor:
     def handles(self, channel: str) -> bool:
         return any(channel in x.channels for x in self.listening.values())
 
-    def stasis_start(self, args: list[str], channel: str) -> bool:
+    def stasis_start(self, args: AppArgs, channel: str) -> bool:
         """A snoop or listener channel entered the app: True if it is ours."""
-        if args[:1] not in (["snoop"], ["listener"]):
+        if args.leg not in (Leg.SNOOP, Leg.LISTENER):
             return False
-        listening = self.listening.get(args[1] if len(args) > 1 else "")
+        listening = self.listening.get(args.value())
         if listening is None:
             self.engine.spawn(self.engine.ari.quiet("DELETE", f"channels/{channel}"))
-        elif args[0] == "listener":
+        elif args.leg is Leg.LISTENER:
             self.engine.spawn(self._connect(listening))
         return True
 

@@ -26,6 +26,7 @@ from ast_pbx.core.queueing import (
     SendAway,
     StopRinging,
 )
+from ast_pbx.engine.legs import Leg, app_args
 from ast_pbx.engine.ports import CONNECTED, SEND_AWAY
 
 if TYPE_CHECKING:
@@ -166,7 +167,7 @@ class Queues:
         params = {
             "endpoint": self.engine.phone_endpoint(session.version, member),
             "app": self.engine.app,
-            "appArgs": f"queued,{call},{member}",
+            "appArgs": app_args(Leg.QUEUED, call, member),
             "timeout": int(queue.ring_timeout) + EXTRA_RING,
             "callerId": session.call.caller or "",
             "originator": call,

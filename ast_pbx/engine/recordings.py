@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ast_pbx.ari import AriError
+from ast_pbx.engine.legs import Leg, app_args
 
 if TYPE_CHECKING:
     from ast_pbx.engine.ports import Host
@@ -52,7 +53,12 @@ class Recorder:
             await self.engine.ari.request(
                 "POST",
                 f"channels/{call}/snoop",
-                {"spy": "both", "app": self.engine.app, "appArgs": "recorder", "snoopId": snoop},
+                {
+                    "spy": "both",
+                    "app": self.engine.app,
+                    "appArgs": app_args(Leg.RECORDER),
+                    "snoopId": snoop,
+                },
             )
         except AriError as exc:  # the call goes on unrecorded rather than not at all
             log.error("call %s: recording did not start: %s", call, exc)

@@ -32,6 +32,7 @@ from ast_pbx.core.steps import (
 from ast_pbx.engine.callstate import DIALING, MENU, QUEUE, STATE_VARIABLE, TALKING, Saved
 from ast_pbx.engine.conversation import Conversation
 from ast_pbx.engine.hold import Hold, greeting_text, position_text
+from ast_pbx.engine.legs import Leg, app_args, parse
 from ast_pbx.engine.ports import CONNECTED, PEER_UP, SEND_AWAY
 from ast_pbx.engine.presence import bind_code, phone_of_channel
 from ast_pbx.engine.version import ConfigVersion
@@ -68,7 +69,10 @@ class CallSession:
         self.placed = calls is not None
         if calls is not None:
             caller, called = calls
-        trunk = version.config.trunk_by_name.get(args[1]) if args[:1] == ["trunk"] else None
+        parsed = parse(args)
+        trunk = (
+            version.config.trunk_by_name.get(parsed.value()) if parsed.leg is Leg.TRUNK else None
+        )
         self.trunk = trunk
         self.phone = phone_of_channel(channel)  # the phone calling, for `1*NNNNN`
         self.call = Call(version.config, called=called, caller=caller, tz=version.tz, trunk=trunk)
@@ -103,7 +107,7 @@ class CallSession:
     ) -> CallSession:
         """A call another engine had (a restart, a standby taking over), from the state
         it wrote on the channel: `start()` carries it on from there."""
-        args = ["trunk", saved.trunk] if saved.trunk else ["internal"]
+        args = [Leg.TRUNK.value, saved.trunk] if saved.trunk else [Leg.INTERNAL.value]
         calls = (saved.caller or "", saved.called) if saved.placed else None
         session = cls(engine, version, channel, args, calls=calls)
         session.adopted = saved
@@ -508,7 +512,7 @@ class CallSession:
         params = {
             "endpoint": endpoint,
             "app": self.engine.app,
-            "appArgs": f"dialed,{self.id}",
+            "appArgs": app_args(Leg.DIALED, self.id),
             "timeout": DIAL_TIMEOUT,
             "callerId": self.call.caller or "",
             # The dialed side takes the caller's formats: no transcoding in the bridge.
