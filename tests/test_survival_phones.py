@@ -215,3 +215,47 @@ def test_a_member_ringing_through_a_kill_is_rung_again_and_connects(
     assert record.outcome == "queue 92000"
     assert list(record.path) == ["92000"]
     assert loud_seconds(phones.wait_recording("1001", again, timeout=15)) >= 2.0
+
+
+def test_listen_in_legs_left_by_a_dead_engine_end_and_the_talk_goes_on(
+    site: Site, phones: Softphones, tmp_path: Path
+) -> None:
+    add(site, phones, "1001", record_dir=tmp_path)
+    add(site, phones, "1987")  # the manager's phone, listening in
+    caller = add(site, phones, "123456")
+    before = site.log.last_id()
+    call = phones.call(caller.name, f"sip:1001@{site.sandbox.sip}")
+    phones.wait_state("1001", 1, "CONFIRMED", timeout=15)
+    phones.play(caller.name, tone(tmp_path / "caller.wav", 30.0, 500.0))
+    (channel,) = [r.channel_id for r in site.log.logged_after(before)]
+    site.engine.kill()
+    # What a listen-in the dead engine had started looks like: a snoop on the caller and
+    # the manager's phone answered, both in the app with the monitor's arguments.
+    app = site.sandbox.app
+    status, _ = site.sandbox.ari(
+        "POST",
+        f"channels/{channel}/snoop",
+        spy="both",
+        app=app,
+        appArgs="snoop,listen1",
+        snoopId="snoop-left1",
+    )
+    assert status == 200
+    status, _ = site.sandbox.ari(
+        "POST",
+        "channels",
+        endpoint="PJSIP/1987",
+        app=app,
+        appArgs="listener,listen1",
+        channelId="listener-left1",
+    )
+    assert status == 200
+    phones.wait_state("1987", 1, "CONFIRMED", timeout=15)
+    site.engine.start()
+    phones.wait_state("1987", 1, "DISCONNECTED", timeout=10)  # the listener is let go
+    time.sleep(3)
+    assert confirmed(phones, caller.name, call) and confirmed(phones, "1001", 1)
+    phones.hangup(caller.name, call)
+    record = site.closed(before)
+    assert record.outcome == "phone 1001"
+    assert loud_seconds(phones.wait_recording("1001", 1, timeout=15)) >= 3.0
