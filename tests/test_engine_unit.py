@@ -1046,3 +1046,30 @@ def test_a_caller_whose_engine_wrote_nothing_starts_over(harness: Harness) -> No
         await h.drain()
 
     run(scenario())
+
+
+def test_after_an_asterisk_restart_the_dialer_files_its_dead_calls(harness: Harness) -> None:
+    """Asterisk restarted: its channels are gone, and so must the dialer's calls be — a
+    line held and a lease renewed for ever would stop every engine dialing that task."""
+    finished: list[tuple[int, str]] = []
+
+    class Store:
+        def finish(self, attempt: int, outcome: str, *args: Any, **kwargs: Any) -> None:
+            finished.append((attempt, outcome))
+
+        def open_attempts(self) -> list[Any]:
+            return []
+
+    async def scenario() -> None:
+        h = harness
+        h.engine.dialer.store = Store()  # type: ignore[assignment]
+        call = DialerCall(7, 70, "79001112233", "x", 1, "city", rang=True, answered=True)
+        h.engine.dialer.calls["astpbx-dialer-7-70"] = call
+        h.ari.responses["GET", f"applications/{APP}"] = {"channel_ids": []}
+        h.ari.responses["GET", "channels"] = []
+        await h.engine.resync()
+        await eventually(lambda: finished == [(70, "answered")])
+        assert h.engine.dialer.calls == {}
+        assert h.engine.trunk_calls("city") == 0
+
+    run(scenario())
