@@ -1073,3 +1073,57 @@ def test_after_an_asterisk_restart_the_dialer_files_its_dead_calls(harness: Harn
         assert h.engine.trunk_calls("city") == 0
 
     run(scenario())
+
+
+def test_a_reloaded_queue_rings_its_new_members_for_callers_already_waiting(
+    tmp_path: Path,
+) -> None:
+    """A queue kept the members it had when its first caller came; a reload that moves
+    the queue to other members must ring them from the next decision on."""
+    h = Harness(tmp_path, RACE_CONFIG.replace('members: ["1001", "1002"]', 'members: ["1001"]'))
+
+    def rung() -> list[str]:
+        return [
+            p["appArgs"] for m, path, p in h.ari.calls if (m, path) == ("POST", "channels") and p
+        ]
+
+    async def scenario() -> None:
+        h.ari.failures["POST", "channels"] = AriError("1001 is out of order", 503)
+        h.start("a", exten="92000")
+        await eventually(lambda: "queued,a,1001" in rung())
+        moved = RACE_CONFIG.replace('members: ["1001", "1002"]', 'members: ["1002"]')
+        v2 = ConfigVersion(make_config(tmp_path, moved, name="v2"), "v2", MSK, {})
+        h.engine._prepare = lambda path: v2
+        assert await h.engine.reload() is True
+        del h.ari.failures["POST", "channels"]
+        await h.engine.queues.dispatch("92000")
+        await eventually(lambda: "queued,a,1002" in rung())
+        await h.drain()
+
+    run(scenario())
+
+
+def test_a_member_that_cannot_be_rung_passes_the_caller_to_the_next(tmp_path: Path) -> None:
+    """A ring that fails at once (the phone cannot be dialed) used to leave the caller
+    waiting for ever: nobody else rung, no timer set."""
+    h = Harness(tmp_path, RACE_CONFIG)
+    real = h.ari.request
+
+    async def request(method: str, path: str, params: Any = None, body: Any = None) -> Any:
+        if (method, path) == ("POST", "channels") and (params or {}).get("endpoint") == (
+            "PJSIP/1001"
+        ):
+            h.ari.calls.append((method, path, dict(params)))
+            raise AriError("allocation failed", 500)
+        return await real(method, path, params, body)
+
+    h.ari.request = request  # type: ignore[method-assign]
+
+    async def scenario() -> None:
+        h.start("a", exten="92000")
+        await eventually(
+            lambda: any(p and p.get("endpoint") == "PJSIP/1002" for _, _, p in h.ari.calls), 5
+        )
+        await h.drain()
+
+    run(scenario())

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("astpbx.queue")
 
 EXTRA_RING = 5  # seconds Asterisk lets a member ring past ring_timeout before giving up
+RETRY_FAILED_RING = 1.0  # seconds before the queue decides again after a ring failed
 
 
 class Queues:
@@ -179,8 +180,11 @@ class Queues:
             log.warning("queue %s: ringing %s failed: %s", number, member, exc)
             if self.ringing.pop(channel, None) is not None:
                 self.states[number].declined(call, member)
-                # The next member is tried (and the timers set) as for one who declined.
-                self.engine.spawn(self.dispatch(number))
+                # The next member is tried (and the timers set) as for one who declined,
+                # a second later: a phone that cannot be dialed at all is not hammered.
+                asyncio.get_running_loop().call_later(
+                    RETRY_FAILED_RING, lambda: self.engine.spawn(self.dispatch(number))
+                )
 
     async def _stop(self, call: str, members: tuple[str, ...]) -> None:
         for channel, (owner, member) in list(self.ringing.items()):
