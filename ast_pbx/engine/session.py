@@ -29,7 +29,8 @@ from ast_pbx.core.steps import (
     StartTimer,
     StopPlayback,
 )
-from ast_pbx.engine.callstate import DIALING, MENU, QUEUE, STATE_VARIABLE, TALKING, Saved
+from ast_pbx.engine.callstate import DIALING, MENU, QUEUE, STATE_VARIABLE, Saved
+from ast_pbx.engine.carrying import snapshot
 from ast_pbx.engine.conversation import Conversation
 from ast_pbx.engine.hold import Hold, greeting_text, position_text
 from ast_pbx.engine.legs import Leg, app_args, parse
@@ -310,57 +311,10 @@ class CallSession:
 
     # What a successor needs (engine.callstate)
 
-    def snapshot(self) -> Saved | None:
-        """Where the call is, for another engine; None where there is nothing to carry
-        on (the call is ending)."""
-        place = self._place()
-        if place is None:
-            return None
-        node = self.call.node
-        conversation = self.conversation
-        return Saved(
-            place,
-            self.call.caller,
-            self.call.called,
-            node=node.number if node is not None and place in (MENU, QUEUE) else None,
-            input=self.call.input if place == MENU else "",
-            visits=list(self.call.visits),
-            ends=self.call.ends,
-            started=self.started_at.timestamp(),
-            answered=self.answered_at.timestamp() if self.answered_at else None,
-            queued=self.queued_at.timestamp() if self.queued_at and place == QUEUE else None,
-            trunk=self.trunk.name if self.trunk else None,
-            placed=self.placed,
-            peer=self.peer,
-            peer_number=self.peer_number,
-            peer_trunk=self.peer_trunk,
-            dialed_phone=self.dialed_phone,
-            bridge=conversation.bridge if conversation else None,
-            parties=list(conversation.parties) if conversation else [],
-            phones=dict(conversation.phones) if conversation else {},
-            external=sorted(self.external),
-            queue_answered=self.queue_answered,
-            transfers=list(self.transfers),
-            recordings=self.recordings,
-            playback=self.playback,
-            transfer=conversation.transferring() if conversation else None,
-        )
-
-    def _place(self) -> str | None:
-        if self.conversation is not None:
-            return None if self.conversation.ended else TALKING
-        if self.peer is not None:
-            return DIALING
-        if self.call.phase is Phase.QUEUED:
-            return QUEUE
-        if self.call.phase in (Phase.PROMPT, Phase.WAITING, Phase.LOOKUP):
-            return MENU if self.call.node is not None else None
-        return None
-
     async def save(self) -> None:
         """Write where the call is on its channel when that changed (a new menu, the
         queue, a conversation): one request per place, not per key."""
-        saved = self.snapshot()
+        saved = snapshot(self)
         text = saved.encode() if saved is not None else ""
         if not text or text == self._saved:
             return
