@@ -116,12 +116,16 @@ class Events:
 
         ChannelVarset is left out: Asterisk itself sets BRIDGEPEER and BRIDGEPVTCALLID
         again, to the same value in the same millisecond, each time a bridge's members
-        change (a recording joining), so identical copies of it are real events. A
-        doubled delivery doubles every other event type as well, which this catches."""
+        change (a recording joining), so identical copies of it are real events. So is
+        ChannelHangupRequest: Asterisk marks a channel hung up once more, with the same
+        cause, as it runs the channel's hangup handler (the dialplan's astpbx-ended),
+        and the app sees that second one when it comes before the StasisEnd (one SIP
+        call in a few dozen). A doubled delivery doubles every other event type as
+        well, which this catches."""
         texts = collections.Counter(
             json.dumps({k: v for k, v in e.items() if not k.startswith("_")}, sort_keys=True)
             for e in self.seen
-            if e.get("type") != "ChannelVarset"
+            if e.get("type") not in ("ChannelVarset", "ChannelHangupRequest")
         )
         return [_summary(json.loads(text)) for text, count in texts.items() if count > 1]
 
