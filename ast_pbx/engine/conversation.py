@@ -17,7 +17,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from ast_pbx.ari import AriError
+from ast_pbx.ari import AriClient, AriError
 from ast_pbx.config.model import Phone
 from ast_pbx.core.routing import resolve
 from ast_pbx.core.transfer import (
@@ -72,7 +72,7 @@ class Conversation:
         self.talk_ended_at: datetime | None = None  # when a side first hung up
 
     @property
-    def ari(self) -> Any:
+    def ari(self) -> AriClient:
         return self.session.engine.ari
 
     @property

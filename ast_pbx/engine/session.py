@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from ast_pbx.ari import AriError
+from ast_pbx.ari import AriClient, AriError
 from ast_pbx.config.model import Prompt, Queue
 from ast_pbx.core.call import Call, Phase
 from ast_pbx.core.steps import (
@@ -124,7 +124,7 @@ class CallSession:
         self.events.put_nowait(event)
 
     @property
-    def ari(self) -> Any:
+    def ari(self) -> AriClient:
         return self.engine.ari
 
     def _now(self) -> datetime:
