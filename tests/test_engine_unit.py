@@ -1127,3 +1127,23 @@ def test_a_member_that_cannot_be_rung_passes_the_caller_to_the_next(tmp_path: Pa
         await h.drain()
 
     run(scenario())
+
+
+def test_the_engine_stops_when_its_ari_connection_task_dies(harness: Harness) -> None:
+    """A connection task that ends with an error (a bug, not a lost socket: those are
+    retried inside it) must not leave an engine that answers no call: it stops."""
+
+    async def broken() -> None:
+        raise RuntimeError("the ARI task failed")
+
+    async def closed() -> None:
+        return None
+
+    async def scenario() -> None:
+        harness.ari.run = broken  # type: ignore[attr-defined]
+        harness.ari.close = closed  # type: ignore[attr-defined]
+        stop = asyncio.Event()
+        await asyncio.wait_for(harness.engine.run(stop), 5)
+        assert stop.is_set()
+
+    run(scenario())

@@ -102,9 +102,9 @@ def _closed(site: Site, after: int, count: int = 1, timeout: float = 30) -> list
 
 def test_a_caller_in_a_menu_hears_it_again_and_its_keys_work(site: Site) -> None:
     before = site.log.last_id()
-    # Key 1 at 3 s (menu 91000), the engine killed at 5 s, key 2 at 14 s (91200).
-    thread, results = _calling(site, "w3 1 w10 2")
-    time.sleep(5)
+    # Key 1 at 2 s (menu 91000), the engine killed at 3.5 s, key 2 at 9 s (91200).
+    thread, results = _calling(site, "w2 1 w7 2")
+    time.sleep(3.5)
     adopted = _restart_after_kill(site)
     thread.join(120)
     assert results and results[0].ok, results[0].output if results else "no result"
@@ -135,12 +135,12 @@ def test_queued_callers_keep_their_places_and_are_not_dropped(site: Site) -> Non
     before = site.log.last_id()
     # No member is online: three callers wait in 92000 (key 2), arriving 1 s apart;
     # the engine is killed twice while they wait; they hang up themselves at the end.
-    thread, results = _calling(site, "w2 2 w22", ends="local", calls=3)
-    time.sleep(6)
+    thread, results = _calling(site, "w2 2 w15", ends="local", calls=3)
+    time.sleep(5)
     _restart_after_kill(site)
     first = _adopted_in_order(site.engine.lines())
     assert len(first) == 3, site.engine.lines()
-    time.sleep(3)
+    time.sleep(1)
     _restart_after_kill(site)
     assert _adopted_in_order(site.engine.lines()) == first
     thread.join(120)
@@ -149,7 +149,7 @@ def test_queued_callers_keep_their_places_and_are_not_dropped(site: Site) -> Non
     assert [r.outcome for r in records] == ["queue 92000"] * 3
     assert all(list(r.path) == ["90000", "92000"] for r in records)
     # Each waited its whole time: no one was cut off by a restart.
-    assert all(r.duration is not None and r.duration.total_seconds() > 20 for r in records)
+    assert all(r.duration is not None and r.duration.total_seconds() > 15 for r in records)
     # Adopted in order of arrival, which is the queue's order.
     assert first == [r.channel_id for r in sorted(records, key=lambda r: r.started_at)]
 
@@ -182,8 +182,8 @@ def test_a_call_that_ends_while_no_engine_runs_is_closed_with_its_real_end(site:
 
 def test_sigterm_hands_the_calls_over_to_the_next_engine(site: Site) -> None:
     before = site.log.last_id()
-    thread, results = _calling(site, "w3 1 w10 2")
-    time.sleep(5)
+    thread, results = _calling(site, "w2 1 w7 2")
+    time.sleep(3.5)
     assert site.engine.terminate() == 0
     assert "left for the next engine" in site.engine.lines()
     site.engine.start()

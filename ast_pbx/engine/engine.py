@@ -123,8 +123,9 @@ class Engine:
             return_when=asyncio.FIRST_COMPLETED,
         )
         for task in done & {connection, watcher}:  # must run as long as the engine does
-            log.error("%s stopped: %r; the engine stops", task.get_name(), task.exception())
-            stop.set()
+            if not stop.is_set():
+                log.error("%s stopped: %r; the engine stops", task.get_name(), task.exception())
+                stop.set()
         await asyncio.gather(dialing, return_exceptions=True)
         if self.stop_mode == "end" and hand_over:
             self.stop_mode = "hand_over"
@@ -459,7 +460,8 @@ class Engine:
     # Reloading
 
     async def _watch_config(self, stop: asyncio.Event) -> None:
-        if self._prepare is None:
+        if self._prepare is None:  # nothing to reload with: nothing to watch
+            await stop.wait()
             return
         async for _ in watchfiles.awatch(self.config_path, stop_event=stop, debounce=300):
             await self.reload()
