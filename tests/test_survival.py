@@ -136,7 +136,7 @@ def test_queued_callers_keep_their_places_and_are_not_dropped(site: Site) -> Non
     # No member is online: three callers wait in 92000 (key 2), arriving 1 s apart;
     # the engine is killed twice while they wait; they hang up themselves at the end.
     thread, results = _calling(site, "w2 2 w15", ends="local", calls=3)
-    time.sleep(5)
+    time.sleep(6.5)  # the third caller (at 2 s) pressed 2 at about 4 s
     _restart_after_kill(site)
     first = _adopted_in_order(site.engine.lines())
     assert len(first) == 3, site.engine.lines()
