@@ -61,6 +61,7 @@ class Saved:
     transfers: list[str] = field(default_factory=list)
     recordings: int = 0  # recording parts started
     playback: str | None = None  # what the caller hears now: a successor stops it
+    held: bool = False  # an engine stopping on SIGTERM put it on hold, with a deadline
     transfer: Transferring | None = None
 
     def encode(self) -> str:

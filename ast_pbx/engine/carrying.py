@@ -45,6 +45,7 @@ def snapshot(session: CallSession) -> Saved | None:
         transfers=list(session.transfers),
         recordings=session.recordings,
         playback=session.playback,
+        held=session.held,
         transfer=conversation.transferring() if conversation else None,
     )
 

@@ -199,6 +199,8 @@ class Engine:
                 await self.ari.quiet("DELETE", f"playbacks/{session.playback}")
             await self.ari.quiet("POST", f"channels/{session.id}/moh")
             await self.ari.quiet("POST", f"channels/{session.id}/variable", deadline)
+            session.playback, session.held = None, True
+            await session.save()  # the next engine clears the hold and the deadline
         for channel in list(self.dialer.calls):  # a citizen is not kept on the line for ever
             await self.ari.quiet("POST", f"channels/{channel}/variable", deadline)
         await asyncio.gather(

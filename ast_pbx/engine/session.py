@@ -101,6 +101,7 @@ class CallSession:
         self.recordings = 0  # recording parts started
         self._saved = ""  # the state last written on the channel
         self.handed_over = False  # the engine stops and leaves the call to the next
+        self.held = False  # on music on hold, with a deadline, until the next engine
 
     @classmethod
     def adopt(
@@ -339,17 +340,16 @@ class CallSession:
         self._log_start(once=True)
         if saved.playback is not None:  # Asterisk would play ours after it
             await self.ari.quiet("DELETE", f"playbacks/{saved.playback}")
-        # What an engine stopping on SIGTERM left: music on hold and a deadline. Not
-        # awaited: Asterisk runs both after what the channel plays now (a held party's
-        # song), and the call must not wait for that.
-        self.engine.spawn(self.ari.quiet("DELETE", f"channels/{self.id}/moh"))
-        self.engine.spawn(
-            self.ari.quiet(
+        if saved.held:
+            # What an engine stopping on SIGTERM left: music on hold and a deadline.
+            # Only then: Asterisk runs both after what the channel plays now, and the
+            # requests of the call would wait behind them.
+            await self.ari.quiet("DELETE", f"channels/{self.id}/moh")
+            await self.ari.quiet(
                 "POST",
                 f"channels/{self.id}/variable",
                 {"variable": "TIMEOUT(absolute)", "value": "0"},
             )
-        )
         if saved.place in (MENU, QUEUE) and saved.node:
             self.queued_at = _moment(saved.queued)
             self.rejoining = saved.place == QUEUE
@@ -434,6 +434,9 @@ class CallSession:
             text = await self.hold_item(self.hold.next())
             if text is not None:
                 await self._play(text)
+                # Each item is a playback of its own: a successor must know which to
+                # stop, or what it plays next would wait behind the whole song.
+                await self.save()
                 return
 
     async def hold_item(self, item: Prompt) -> Play | None:
