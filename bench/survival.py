@@ -158,7 +158,7 @@ def _report(
         f" another path {len(wrong)}"
     )
     print(
-        f"kill -9 → adopted by a restarted engine: {len(restarts)} kills,"
+        f"kill -9 → adopted after a restart: {len(restarts)} kills,"
         f" p50 {_percentile(restarts, 0.5)} s, p99 {_percentile(restarts, 0.99)} s"
     )
     print(

@@ -172,13 +172,15 @@ class Engine:
 
     async def _leave(self) -> None:
         self.ari.stop_requests()
-        for session in list(self.sessions.values()):
+        await self._let_go(list(self.sessions.values()))
+
+    async def _let_go(self, sessions: list[CallSession]) -> None:
+        """The sessions' tasks end without ending their calls: another engine's now."""
+        for session in sessions:
             session.handed_over = True
             if session.task is not None:
                 session.task.cancel()
-        await asyncio.gather(
-            *(s.task for s in self.sessions.values() if s.task), return_exceptions=True
-        )
+        await asyncio.gather(*(s.task for s in sessions if s.task), return_exceptions=True)
 
     async def _hand_over(self) -> None:
         """Stop without touching the calls: a caller in a menu or a queue hears music on
@@ -189,10 +191,9 @@ class Engine:
         for channel in list(self.queues.ringing):
             await self.ari.quiet("DELETE", f"channels/{channel}")
         deadline = {"variable": "TIMEOUT(absolute)", "value": grace}
-        for session in list(self.sessions.values()):
-            session.handed_over = True
-            if session.task is not None:
-                session.task.cancel()
+        sessions = list(self.sessions.values())
+        await self._let_go(sessions)
+        for session in sessions:
             if session.conversation is not None or session.peer is not None:
                 continue  # talking, or a phone ringing for them: not in silence
             if session.playback is not None:
@@ -203,9 +204,6 @@ class Engine:
             await session.save()  # the next engine clears the hold and the deadline
         for channel in list(self.dialer.calls):  # a citizen is not kept on the line for ever
             await self.ari.quiet("POST", f"channels/{channel}/variable", deadline)
-        await asyncio.gather(
-            *(s.task for s in self.sessions.values() if s.task), return_exceptions=True
-        )
         log.info("engine stopped; %d calls left for the next engine", len(self.sessions))
 
     # Events
